@@ -1,0 +1,308 @@
+"""TrackingClient: the explicit-id API over one Store.
+
+Every value is validated here, once, so stores only see well-formed records and
+a bad key fails the same way whichever backend is configured.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import environment, validation
+from .entities import (
+    DatasetInput,
+    Experiment,
+    FileInfo,
+    Metric,
+    PagedList,
+    Param,
+    Run,
+    RunInfo,
+    RunStatus,
+    RunTag,
+    ViewType,
+)
+from .exceptions import InvalidParameterError, NotFoundError
+from .stores import Store, resolve_store
+from .uri import get_tracking_uri
+
+MAX_RESULTS_DEFAULT = 1000
+MAX_RESULTS_LIMIT = 50000
+
+_BATCH_METRICS = 1000  # chunk sizes keep one call within a server's log-batch limits
+_BATCH_PARAMS = 100
+_BATCH_TAGS = 100
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class TrackingClient:
+    """Create and read experiments and runs by id, on the store of one tracking URI.
+
+    Args:
+        tracking_uri: a folder path, `file:` URI or `http(s)://` server address;
+            defaults to the current tracking URI (see `mltrail.get_tracking_uri`).
+    """
+
+    def __init__(self, tracking_uri: str | None = None) -> None:
+        self.tracking_uri = tracking_uri or get_tracking_uri()
+        self.store: Store = resolve_store(self.tracking_uri)
+
+    # experiments ---------------------------------------------------------
+
+    def create_experiment(
+        self,
+        name: str,
+        artifact_location: str | None = None,
+        tags: dict[str, Any] | None = None,
+    ) -> str:
+        """Create an experiment and return its id.
+
+        Raises:
+            AlreadyExistsError: an experiment of that name exists.
+        """
+        clean = {
+            validation.validate_key(k, "tag"): validation.tag_value(k, v)
+            for k, v in (tags or {}).items()
+        }
+        return self.store.create_experiment(name, artifact_location, clean)
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        return self.store.get_experiment(str(experiment_id))
+
+    def get_experiment_by_name(self, name: str) -> Experiment | None:
+        return self.store.get_experiment_by_name(name)
+
+    def search_experiments(self, view_type: int = ViewType.ACTIVE_ONLY) -> list[Experiment]:
+        return self.store.search_experiments(view_type)
+
+    # runs ----------------------------------------------------------------
+
+    def create_run(
+        self,
+        experiment_id: str,
+        start_time: int | None = None,
+        tags: dict[str, Any] | None = None,
+        run_name: str | None = None,
+    ) -> Run:
+        """Start a run carrying the system tags (user, source, git) of this process."""
+        all_tags = dict(environment.system_tags())
+        all_tags.update({k: v for k, v in (tags or {}).items()})
+        if run_name is None:
+            run_name = all_tags.get("mlflow.runName") or _generate_run_name()
+        run_name = validation.truncate(
+            str(run_name), validation.MAX_RUN_NAME_LENGTH, "run name", "run_name"
+        )
+        all_tags["mlflow.runName"] = run_name
+        run_tags = [
+            RunTag(validation.validate_key(k, "tag"), validation.tag_value(k, v))
+            for k, v in all_tags.items()
+        ]
+        return self.store.create_run(
+            str(experiment_id),
+            all_tags.get(environment.USER, environment.user()),
+            start_time or _now_ms(),
+            run_tags,
+            run_name,
+        )
+
+    def get_run(self, run_id: str) -> Run:
+        return self.store.get_run(run_id)
+
+    def set_terminated(
+        self, run_id: str, status: str = RunStatus.FINISHED, end_time: int | None = None
+    ) -> RunInfo:
+        if status not in RunStatus.ALL:
+            raise InvalidParameterError(
+                f"Unknown run status {status!r}; use one of {', '.join(RunStatus.ALL)}",
+                key="status",
+            )
+        return self.store.update_run_info(run_id, status, end_time or _now_ms())
+
+    def update_run(self, run_id: str, status: str | None = None, name: str | None = None) -> None:
+        run = self.get_run(run_id)
+        self.store.update_run_info(run_id, status or run.info.status, run.info.end_time, name)
+
+    def delete_run(self, run_id: str) -> None:
+        self.store.set_lifecycle(run_id, deleted=True)
+
+    def restore_run(self, run_id: str) -> None:
+        self.store.set_lifecycle(run_id, deleted=False)
+
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric] = (),
+        params: Sequence[Param] = (),
+        tags: Sequence[RunTag] = (),
+    ) -> None:
+        """Log many records in one call, validated and split within server limits."""
+        clean_metrics = [
+            Metric(
+                validation.validate_key(m.key, "metric"),
+                validation.metric_value(m.key, m.value),
+                int(m.timestamp) if m.timestamp is not None else _now_ms(),
+                validation.metric_step(m.key, m.step),
+            )
+            for m in metrics
+        ]
+        clean_params = [
+            Param(validation.validate_key(p.key, "param"), validation.param_value(p.key, p.value))
+            for p in params
+        ]
+        clean_tags = [
+            RunTag(validation.validate_key(t.key, "tag"), validation.tag_value(t.key, t.value))
+            for t in tags
+        ]
+        if len(clean_metrics) <= _BATCH_METRICS and len(clean_params) <= _BATCH_PARAMS and len(
+            clean_tags
+        ) <= _BATCH_TAGS:
+            self.store.log_batch(run_id, clean_metrics, clean_params, clean_tags)
+            return
+        for chunk in _chunks(clean_params, _BATCH_PARAMS):
+            self.store.log_batch(run_id, [], chunk, [])
+        for chunk in _chunks(clean_tags, _BATCH_TAGS):
+            self.store.log_batch(run_id, [], [], chunk)
+        for chunk in _chunks(clean_metrics, _BATCH_METRICS):
+            self.store.log_batch(run_id, chunk, [], [])
+
+    def log_metric(
+        self,
+        run_id: str,
+        key: str,
+        value: float,
+        timestamp: int | None = None,
+        step: int | None = None,
+    ) -> None:
+        self.log_batch(run_id, metrics=[Metric(key, value, timestamp or _now_ms(), step or 0)])
+
+    def log_param(self, run_id: str, key: str, value: Any) -> Any:
+        self.log_batch(run_id, params=[Param(key, value)])
+        return value
+
+    def set_tag(self, run_id: str, key: str, value: Any) -> None:
+        self.log_batch(run_id, tags=[RunTag(key, value)])
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        self.store.delete_tag(run_id, key)
+
+    def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput]) -> None:
+        self.store.log_inputs(run_id, list(datasets))
+
+    def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+        return self.store.get_metric_history(run_id, key)
+
+    def search_runs(
+        self,
+        experiment_ids: str | Sequence[str],
+        filter_string: str = "",
+        run_view_type: int = ViewType.ACTIVE_ONLY,
+        max_results: int = MAX_RESULTS_DEFAULT,
+        order_by: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList:
+        """One page of runs matching an MLflow filter string, in `order_by` order.
+
+        Returns:
+            A list of Run with a `.token` attribute: pass it as `page_token` for the
+            next page; it is None on the last page.
+        """
+        if isinstance(experiment_ids, (str, int)):
+            experiment_ids = [str(experiment_ids)]
+        if not 0 < max_results <= MAX_RESULTS_LIMIT:
+            raise InvalidParameterError(
+                f"max_results must be between 1 and {MAX_RESULTS_LIMIT}, got {max_results}",
+                key="max_results",
+            )
+        if run_view_type not in (ViewType.ACTIVE_ONLY, ViewType.DELETED_ONLY, ViewType.ALL):
+            raise InvalidParameterError(
+                f"Unknown run_view_type {run_view_type!r}", key="run_view_type"
+            )
+        return self.store.search_runs(
+            [str(e) for e in experiment_ids],
+            filter_string,
+            run_view_type,
+            max_results,
+            list(order_by or []),
+            page_token,
+        )
+
+    # artifacts -----------------------------------------------------------
+
+    def log_artifact(self, run_id: str, local_path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+        path = Path(local_path)
+        if path.is_dir():
+            self.log_artifacts(run_id, path, artifact_path)
+            return
+        if not path.is_file():
+            raise NotFoundError(f"No file to log at {str(path)!r}", resource_id=str(path))
+        self.store.log_artifact(run_id, path, artifact_path)
+
+    def log_artifacts(self, run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+        root = Path(local_dir)
+        if not root.is_dir():
+            raise NotFoundError(f"No folder to log at {str(root)!r}", resource_id=str(root))
+        for dirpath, _, filenames in os.walk(root):
+            rel = Path(dirpath).relative_to(root).as_posix()
+            target = "/".join(p for p in (artifact_path, rel) if p and p != ".") or None
+            for filename in sorted(filenames):
+                self.store.log_artifact(run_id, Path(dirpath) / filename, target)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self._log_bytes(run_id, text.encode(), artifact_file)
+
+    def log_dict(self, run_id: str, dictionary: dict[str, Any], artifact_file: str) -> None:
+        import json
+
+        if artifact_file.endswith((".yaml", ".yml")):
+            import yaml
+
+            text = yaml.safe_dump(dictionary, sort_keys=False)
+        else:
+            text = json.dumps(dictionary, indent=2, default=str)
+        self.log_text(run_id, text, artifact_file)
+
+    def _log_bytes(self, run_id: str, data: bytes, artifact_file: str) -> None:
+        folder, _, name = artifact_file.rpartition("/")
+        with tempfile.TemporaryDirectory(prefix="mltrail-") as tmp:
+            path = Path(tmp) / name
+            path.write_bytes(data)
+            self.store.log_artifact(run_id, path, folder or None)
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
+        return self.store.list_artifacts(run_id, path)
+
+    def download_artifacts(self, run_id: str, path: str = "", dst_path: str | None = None) -> str:
+        """Copy an artifact file or folder to `dst_path` (a new temp folder by default)."""
+        target = Path(dst_path) if dst_path else Path(tempfile.mkdtemp(prefix="mltrail-"))
+        return str(self.store.download_artifacts(run_id, path, target))
+
+
+_ADJECTIVES = ("amber", "brisk", "calm", "deft", "eager", "fair", "glad", "keen", "lucid", "merry",
+               "noble", "proud", "quick", "rare", "sly", "tidy", "vivid", "warm", "zesty", "bold")
+_NOUNS = ("otter", "finch", "heron", "lynx", "moth", "newt", "owl", "panda", "quail", "raven",
+          "seal", "tern", "vole", "wren", "yak", "zebra", "crane", "dingo", "eel", "gecko")
+
+
+def _generate_run_name() -> str:
+    """A readable name such as `keen-heron-417`, like the names the MLflow UI shows."""
+    import random
+
+    rng = random.Random()
+    return f"{rng.choice(_ADJECTIVES)}-{rng.choice(_NOUNS)}-{rng.randrange(1000)}"
+
+
+# MLflow's name for the same class; the seeds construct `MlflowClient(tracking_uri=...)`.
+MlflowClient = TrackingClient

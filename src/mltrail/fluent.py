@@ -1,0 +1,521 @@
+"""The fluent API: module-level functions acting on the active run, as in MLflow.
+
+The active-run stack lives in a ContextVar, so each thread (and each asyncio
+task) has its own: parallel trials never log into each other's runs. Runs left
+open when the interpreter exits, or when SIGTERM arrives, are ended with the
+status that says why (FINISHED, FAILED after an uncaught exception, KILLED).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextvars
+import os
+import signal
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from .client import TrackingClient
+from .entities import (
+    Dataset,
+    DatasetInput,
+    Experiment,
+    InputTag,
+    LifecycleStage,
+    Metric,
+    Param,
+    Run,
+    RunStatus,
+    RunTag,
+    ViewType,
+)
+from .exceptions import InvalidParameterError, NotFoundError, RunStateError
+from .uri import get_tracking_uri
+
+if TYPE_CHECKING:
+    import pandas
+
+PARENT_RUN_ID_TAG = "mlflow.parentRunId"
+NOTE_TAG = "mlflow.note.content"
+FLUSH_TIMEOUT_ENV = "MLTRAIL_FLUSH_TIMEOUT"
+
+
+class ActiveRun:
+    """The run `start_run` opened; ends it when used as a context manager.
+
+    Attributes:
+        info: the RunInfo as of the start.
+        data: the RunData as of the start.
+    """
+
+    def __init__(self, run: Run, client: TrackingClient) -> None:
+        self.info = run.info
+        self.data = run.data
+        self.client = client
+
+    def __enter__(self) -> ActiveRun:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _end(self, _status_for(exc))
+
+    def __repr__(self) -> str:
+        return f"<ActiveRun: run_id={self.info.run_id!r}, name={self.info.run_name!r}>"
+
+
+def _status_for(exc: BaseException | None) -> str:
+    if exc is None:
+        return RunStatus.FINISHED
+    if isinstance(exc, KeyboardInterrupt):
+        return RunStatus.KILLED
+    if isinstance(exc, SystemExit) and exc.code in (None, 0):
+        return RunStatus.FINISHED
+    return RunStatus.FAILED
+
+
+_stack: contextvars.ContextVar[tuple[ActiveRun, ...]] = contextvars.ContextVar(
+    "mltrail_active_runs", default=()
+)
+_last_run_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "mltrail_last_run_id", default=None
+)
+
+
+class _Process:
+    """Process-wide state: open runs (for exit handling), clients, the experiment."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.open_runs: dict[str, ActiveRun] = {}
+        self.clients: dict[str, TrackingClient] = {}
+        self.experiment: tuple[str, str] | None = None  # (tracking uri, experiment id)
+        self.hooks_installed = False
+        self.crashed_with: type[BaseException] | None = None
+
+
+_process = _Process()
+
+
+def _client() -> TrackingClient:
+    uri = get_tracking_uri()
+    with _process.lock:
+        client = _process.clients.get(uri)
+        if client is None:
+            client = _process.clients[uri] = TrackingClient(uri)
+        return client
+
+
+# experiments ---------------------------------------------------------------
+
+
+def set_experiment(experiment_name: str | None = None, experiment_id: str | None = None) -> Experiment:
+    """Make an experiment the active one, creating it by name when it is missing."""
+    if (experiment_name is None) == (experiment_id is None):
+        raise InvalidParameterError(
+            "Give exactly one of experiment_name and experiment_id", key="experiment_name"
+        )
+    client = _client()
+    if experiment_id is not None:
+        experiment = client.get_experiment(str(experiment_id))
+    else:
+        assert experiment_name is not None
+        found = client.get_experiment_by_name(experiment_name)
+        if found is None:
+            from .exceptions import AlreadyExistsError
+
+            try:
+                client.create_experiment(experiment_name)
+            except AlreadyExistsError:
+                pass  # another process created it first: use theirs
+            found = client.get_experiment_by_name(experiment_name)
+        if found is None:
+            raise NotFoundError(
+                f"Experiment {experiment_name!r} could not be created", resource_id=experiment_name
+            )
+        experiment = found
+    if experiment.lifecycle_stage == LifecycleStage.DELETED:
+        raise RunStateError(
+            f"Experiment {experiment.name!r} ({experiment.experiment_id}) is deleted; "
+            "restore it or choose another name"
+        )
+    _process.experiment = (client.tracking_uri, experiment.experiment_id)
+    return experiment
+
+
+def _active_experiment_id(client: TrackingClient) -> str:
+    if _process.experiment is not None and _process.experiment[0] == client.tracking_uri:
+        return _process.experiment[1]
+    if os.environ.get("MLFLOW_EXPERIMENT_ID"):
+        return os.environ["MLFLOW_EXPERIMENT_ID"]
+    name = os.environ.get("MLFLOW_EXPERIMENT_NAME")
+    if name:
+        return set_experiment(name).experiment_id
+    return "0"
+
+
+def get_experiment(experiment_id: str) -> Experiment:
+    return _client().get_experiment(experiment_id)
+
+
+def get_experiment_by_name(name: str) -> Experiment | None:
+    return _client().get_experiment_by_name(name)
+
+
+def create_experiment(
+    name: str, artifact_location: str | None = None, tags: dict[str, Any] | None = None
+) -> str:
+    return _client().create_experiment(name, artifact_location, tags)
+
+
+def search_experiments(view_type: int = ViewType.ACTIVE_ONLY) -> list[Experiment]:
+    return _client().search_experiments(view_type)
+
+
+# runs ----------------------------------------------------------------------
+
+
+def start_run(
+    run_id: str | None = None,
+    experiment_id: str | None = None,
+    run_name: str | None = None,
+    nested: bool = False,
+    parent_run_id: str | None = None,
+    tags: dict[str, Any] | None = None,
+    description: str | None = None,
+) -> ActiveRun:
+    """Start a run (or resume `run_id`) and make it the active run of this context.
+
+    Args:
+        run_id: resume this existing run instead of creating one.
+        experiment_id: the experiment for a new run; default: the active experiment.
+        run_name: a display name; a readable one is generated when omitted.
+        nested: start a child of the active run (tagged `mlflow.parentRunId`).
+        parent_run_id: make the new run a child of this run, active or not.
+        tags: extra tags for the run.
+        description: shown as the run's note in the MLflow UI.
+
+    Raises:
+        RunStateError: a run is active and neither `nested` nor `parent_run_id` is given.
+    """
+    stack = _stack.get()
+    if stack and not nested and parent_run_id is None:
+        raise RunStateError(
+            f"Run {stack[-1].info.run_id} is already active. End it with end_run() first, "
+            "or start a child run with start_run(nested=True)",
+            run_id=stack[-1].info.run_id,
+        )
+    client = _client()
+    if parent_run_id is None and nested and stack:
+        parent_run_id = stack[-1].info.run_id
+    if run_id is not None:
+        run = _resume(client, run_id)
+    else:
+        all_tags = dict(tags or {})
+        if parent_run_id is not None:
+            client.get_run(parent_run_id)  # fail now on an unknown parent id
+            all_tags[PARENT_RUN_ID_TAG] = parent_run_id
+        if description is not None:
+            all_tags[NOTE_TAG] = description
+        exp_id = str(experiment_id) if experiment_id is not None else _active_experiment_id(client)
+        run = client.create_run(exp_id, tags=all_tags, run_name=run_name)
+    active = ActiveRun(run, client)
+    _stack.set((*stack, active))
+    _last_run_id.set(run.info.run_id)
+    with _process.lock:
+        _process.open_runs[run.info.run_id] = active
+    _install_exit_hooks()
+    return active
+
+
+def _resume(client: TrackingClient, run_id: str) -> Run:
+    run = client.get_run(run_id)
+    if run.info.lifecycle_stage == LifecycleStage.DELETED:
+        raise RunStateError(f"Run {run_id} is deleted; it cannot be resumed", run_id=run_id)
+    client.store.update_run_info(run_id, RunStatus.RUNNING, None)
+    return client.get_run(run_id)
+
+
+def _end(active: ActiveRun, status: str) -> None:
+    stack = _stack.get()
+    if active in stack:
+        _stack.set(tuple(r for r in stack if r is not active))
+    with _process.lock:
+        still_open = _process.open_runs.pop(active.info.run_id, None) is not None
+    if still_open:
+        active.client.set_terminated(active.info.run_id, status)
+        _last_run_id.set(active.info.run_id)
+
+
+def end_run(status: str = RunStatus.FINISHED) -> None:
+    """End the active run of this context (the innermost one) with `status`."""
+    if status not in RunStatus.ALL:
+        raise InvalidParameterError(f"Unknown run status {status!r}", key="status")
+    stack = _stack.get()
+    if stack:
+        _end(stack[-1], status)
+
+
+def active_run() -> ActiveRun | None:
+    """The innermost active run of this thread or task, or None."""
+    stack = _stack.get()
+    return stack[-1] if stack else None
+
+
+def last_active_run() -> Run | None:
+    """The active run, else the run most recently ended in this context, as a Run."""
+    current = active_run()
+    run_id = current.info.run_id if current else _last_run_id.get()
+    return None if run_id is None else _client().get_run(run_id)
+
+
+def _run_for_logging() -> tuple[TrackingClient, str]:
+    """The active run, started on first use when none is, as MLflow does."""
+    current = active_run()
+    if current is None:
+        current = start_run()
+    return current.client, current.info.run_id
+
+
+def get_run(run_id: str) -> Run:
+    return _client().get_run(run_id)
+
+
+def delete_run(run_id: str) -> None:
+    _client().delete_run(run_id)
+
+
+def log_param(key: str, value: Any) -> Any:
+    client, run_id = _run_for_logging()
+    return client.log_param(run_id, key, value)
+
+
+def log_params(params: dict[str, Any]) -> None:
+    client, run_id = _run_for_logging()
+    client.log_batch(run_id, params=[Param(str(k), v) for k, v in params.items()])
+
+
+def log_metric(
+    key: str, value: float, step: int | None = None, timestamp: int | None = None
+) -> None:
+    client, run_id = _run_for_logging()
+    client.log_metric(run_id, key, value, timestamp, step)
+
+
+def log_metrics(
+    metrics: dict[str, float], step: int | None = None, timestamp: int | None = None
+) -> None:
+    client, run_id = _run_for_logging()
+    ts = timestamp or int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, v, ts, step or 0) for k, v in metrics.items()])
+
+
+def set_tag(key: str, value: Any) -> None:
+    client, run_id = _run_for_logging()
+    client.set_tag(run_id, key, value)
+
+
+def set_tags(tags: dict[str, Any]) -> None:
+    client, run_id = _run_for_logging()
+    client.log_batch(run_id, tags=[RunTag(str(k), v) for k, v in tags.items()])
+
+
+def delete_tag(key: str) -> None:
+    client, run_id = _run_for_logging()
+    client.delete_tag(run_id, key)
+
+
+def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+    client, run_id = _run_for_logging()
+    client.log_artifact(run_id, local_path, artifact_path)
+
+
+def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+    client, run_id = _run_for_logging()
+    client.log_artifacts(run_id, local_dir, artifact_path)
+
+
+def log_dict(dictionary: dict[str, Any], artifact_file: str) -> None:
+    client, run_id = _run_for_logging()
+    client.log_dict(run_id, dictionary, artifact_file)
+
+
+def log_text(text: str, artifact_file: str) -> None:
+    client, run_id = _run_for_logging()
+    client.log_text(run_id, text, artifact_file)
+
+
+def log_input(
+    dataset: Dataset | Any,
+    context: str | None = None,
+    tags: dict[str, str] | None = None,
+    name: str | None = None,
+) -> None:
+    """Record a dataset the run consumed: a `Dataset`, a pandas DataFrame or an array.
+
+    Only its name, digest, schema and shape are kept, never its content.
+    """
+    if not isinstance(dataset, Dataset):
+        from .data import from_any
+
+        dataset = from_any(dataset, name=name)
+    input_tags = dict(tags or {})
+    if context is not None:
+        input_tags["mlflow.data.context"] = context
+    item = DatasetInput(dataset, tuple(InputTag(k, str(v)) for k, v in input_tags.items()))
+    client, run_id = _run_for_logging()
+    client.log_inputs(run_id, [item])
+
+
+def get_artifact_uri(artifact_path: str | None = None) -> str:
+    client, run_id = _run_for_logging()
+    base = client.get_run(run_id).info.artifact_uri
+    return f"{base.rstrip('/')}/{artifact_path}" if artifact_path else base
+
+
+def search_runs(
+    experiment_ids: Sequence[str] | None = None,
+    filter_string: str = "",
+    run_view_type: int = ViewType.ACTIVE_ONLY,
+    max_results: int = 100000,
+    order_by: Sequence[str] | None = None,
+    output_format: str = "pandas",
+    search_all_experiments: bool = False,
+    experiment_names: Sequence[str] | None = None,
+) -> pandas.DataFrame | list[Run]:
+    """Runs matching an MLflow filter, as a DataFrame (or a list with output_format="list").
+
+    The DataFrame has `run_id`, `experiment_id`, `status`, `artifact_uri`,
+    `start_time`, `end_time`, and one `metrics.*`, `params.*` and `tags.*` column
+    per key, as MLflow's does.
+    """
+    client = _client()
+    if experiment_names:
+        ids = []
+        for name in experiment_names:
+            found = client.get_experiment_by_name(name)
+            if found is not None:
+                ids.append(found.experiment_id)
+    elif experiment_ids:
+        ids = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids)
+    elif search_all_experiments:
+        ids = [e.experiment_id for e in client.search_experiments(ViewType.ALL)]
+    else:
+        ids = [_active_experiment_id(client)]
+    runs: list[Run] = []
+    token = None
+    while len(runs) < max_results:
+        page = client.search_runs(
+            ids, filter_string, run_view_type, min(50000, max_results - len(runs)), order_by, token
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            break
+    if output_format == "list":
+        return runs
+    if output_format != "pandas":
+        raise InvalidParameterError(
+            f"output_format must be 'pandas' or 'list', got {output_format!r}", key="output_format"
+        )
+    return runs_to_frame(runs)
+
+
+def runs_to_frame(runs: list[Run]) -> pandas.DataFrame:
+    import pandas as pd
+
+    rows = []
+    for run in runs:
+        row: dict[str, Any] = {
+            "run_id": run.info.run_id,
+            "experiment_id": run.info.experiment_id,
+            "status": run.info.status,
+            "artifact_uri": run.info.artifact_uri,
+            "start_time": pd.to_datetime(run.info.start_time, unit="ms", utc=True),
+            "end_time": pd.to_datetime(run.info.end_time, unit="ms", utc=True)
+            if run.info.end_time
+            else pd.NaT,
+        }
+        row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
+        row.update({f"params.{k}": v for k, v in run.data.params.items()})
+        row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
+        rows.append(row)
+    base = ["run_id", "experiment_id", "status", "artifact_uri", "start_time", "end_time"]
+    return pd.DataFrame(rows, columns=None if rows else base)
+
+
+# process exit --------------------------------------------------------------
+
+
+def _flush_timeout() -> float:
+    try:
+        return float(os.environ.get(FLUSH_TIMEOUT_ENV, "5"))
+    except ValueError:
+        return 5.0
+
+
+def end_open_runs(status: str) -> None:
+    """End every run this process still has open, then flush every store.
+
+    Called at interpreter exit and on SIGTERM; safe to call more than once.
+    """
+    with _process.lock:
+        open_runs = list(_process.open_runs.values())
+        _process.open_runs.clear()
+        clients = list(_process.clients.values())
+    for active in reversed(open_runs):  # children before their parents
+        try:
+            active.client.set_terminated(active.info.run_id, status)
+        except Exception as exc:
+            warnings.warn(f"mltrail: could not end run {active.info.run_id}: {exc}", stacklevel=1)
+    deadline = time.monotonic() + _flush_timeout()
+    for client in clients:
+        client.store.flush(max(0.0, deadline - time.monotonic()))
+
+
+def _at_exit() -> None:
+    crashed = _process.crashed_with
+    if crashed is None:
+        status = RunStatus.FINISHED
+    elif issubclass(crashed, KeyboardInterrupt):
+        status = RunStatus.KILLED
+    else:
+        status = RunStatus.FAILED
+    end_open_runs(status)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    end_open_runs(RunStatus.KILLED)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _install_exit_hooks() -> None:
+    if _process.hooks_installed:
+        return
+    _process.hooks_installed = True
+    atexit.register(_at_exit)
+    previous_hook = sys.excepthook
+
+    def excepthook(
+        exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+    ) -> None:
+        _process.crashed_with = exc_type
+        previous_hook(exc_type, exc, tb)
+
+    sys.excepthook = excepthook
+    # Only take SIGTERM when nobody else handles it: a framework's handler wins.
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    ):
+        signal.signal(signal.SIGTERM, _on_sigterm)

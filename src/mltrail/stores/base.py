@@ -1,0 +1,92 @@
+"""The Store protocol: the few operations every tracking backend provides.
+
+The TrackingClient is the only caller. Values reaching a store are already
+validated (see `mltrail.validation`), so a store only enforces what needs its
+state: param conflicts, unknown ids, deleted runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from ..entities import (
+    DatasetInput,
+    Experiment,
+    FileInfo,
+    Metric,
+    PagedList,
+    Param,
+    Run,
+    RunInfo,
+    RunTag,
+)
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A tracking backend, addressed by a tracking URI."""
+
+    uri: str
+
+    def create_experiment(
+        self, name: str, artifact_location: str | None = None, tags: dict[str, str] | None = None
+    ) -> str: ...
+
+    def get_experiment(self, experiment_id: str) -> Experiment: ...
+
+    def get_experiment_by_name(self, name: str) -> Experiment | None: ...
+
+    def search_experiments(self, view_type: int) -> list[Experiment]: ...
+
+    def create_run(
+        self,
+        experiment_id: str,
+        user_id: str,
+        start_time: int,
+        tags: Sequence[RunTag],
+        run_name: str,
+    ) -> Run: ...
+
+    def get_run(self, run_id: str) -> Run: ...
+
+    def update_run_info(
+        self, run_id: str, status: str, end_time: int | None, run_name: str | None = None
+    ) -> RunInfo: ...
+
+    def set_lifecycle(self, run_id: str, deleted: bool) -> None: ...
+
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric],
+        params: Sequence[Param],
+        tags: Sequence[RunTag],
+    ) -> None: ...
+
+    def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput]) -> None: ...
+
+    def delete_tag(self, run_id: str, key: str) -> None: ...
+
+    def get_metric_history(self, run_id: str, key: str) -> list[Metric]: ...
+
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str],
+        filter_string: str | None,
+        run_view_type: int,
+        max_results: int,
+        order_by: Sequence[str] | None,
+        page_token: str | None,
+    ) -> PagedList: ...
+
+    def log_artifact(self, run_id: str, local_file: Path, artifact_path: str | None) -> None: ...
+
+    def list_artifacts(self, run_id: str, path: str | None) -> list[FileInfo]: ...
+
+    def download_artifacts(self, run_id: str, path: str, dst_path: Path) -> Path: ...
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Deliver pending records; True when nothing is left undelivered."""
+        ...

@@ -1,0 +1,468 @@
+"""The local store: experiments and runs as folders of append-only journals.
+
+Layout under the root folder::
+
+    names/<sha1 of name>        experiment id, created with O_EXCL (race-free)
+    <experiment_id>/meta.json   the experiment
+    <experiment_id>/<run_id>/   journal.jsonl, summary.json, artifacts/
+
+Each logging call appends one line with one `write` on an `O_APPEND` descriptor
+before it returns, so a crash or SIGKILL loses nothing already logged, and
+processes writing different runs of one experiment never touch the same file.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import search
+from ..entities import (
+    DatasetInput,
+    Experiment,
+    FileInfo,
+    LifecycleStage,
+    Metric,
+    PagedList,
+    Param,
+    Run,
+    RunInfo,
+    RunStatus,
+    RunTag,
+    ViewType,
+)
+from ..exceptions import (
+    AlreadyExistsError,
+    InvalidParameterError,
+    NotFoundError,
+    ParamConflictError,
+    RunStateError,
+)
+from . import journal
+from .journal import RunState
+
+DEFAULT_EXPERIMENT_ID = "0"
+DEFAULT_EXPERIMENT_NAME = "Default"
+_META = "meta.json"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class _OpenRun:
+    """A run this process writes to: its descriptor and its state kept in memory."""
+
+    run_dir: Path
+    fd: int
+    state: RunState
+
+
+def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(json.dumps(payload))
+    os.replace(tmp, path)
+
+
+class LocalStore:
+    """A Store on the local file system (see the module docstring for the layout)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).absolute()
+        self.uri = self.root.as_uri()
+        self._lock = threading.RLock()
+        self._open: dict[str, _OpenRun] = {}
+        self._run_dirs: dict[str, Path] = {}
+
+    # experiments ---------------------------------------------------------
+
+    def _name_file(self, name: str) -> Path:
+        return self.root / "names" / hashlib.sha1(name.encode()).hexdigest()
+
+    def _ensure_default_experiment(self) -> None:
+        if not (self.root / DEFAULT_EXPERIMENT_ID / _META).exists():
+            self._create_experiment(DEFAULT_EXPERIMENT_NAME, None, {}, DEFAULT_EXPERIMENT_ID)
+
+    def create_experiment(
+        self, name: str, artifact_location: str | None = None, tags: dict[str, str] | None = None
+    ) -> str:
+        if not name or not isinstance(name, str):
+            raise InvalidParameterError("Experiment name must be a non-empty string", key="name")
+        self._ensure_default_experiment()
+        return self._create_experiment(name, artifact_location, tags or {}, None)
+
+    def _create_experiment(
+        self, name: str, artifact_location: str | None, tags: dict[str, str], fixed_id: str | None
+    ) -> str:
+        (self.root / "names").mkdir(parents=True, exist_ok=True)
+        exp_dir = self._claim_experiment_dir(fixed_id)
+        experiment_id = exp_dir.name
+        meta = {
+            "experiment_id": experiment_id,
+            "name": name,
+            "artifact_location": artifact_location or exp_dir.as_uri(),
+            "lifecycle_stage": LifecycleStage.ACTIVE,
+            "tags": tags,
+            "creation_time": now_ms(),
+            "last_update_time": now_ms(),
+        }
+        _write_json_atomic(exp_dir / _META, meta)
+        try:
+            fd = os.open(self._name_file(name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            shutil.rmtree(exp_dir, ignore_errors=True)
+            if fixed_id is not None:  # another process created the default first
+                return fixed_id
+            raise AlreadyExistsError(
+                f"Experiment {name!r} already exists", resource_id=name
+            ) from None
+        with os.fdopen(fd, "w") as handle:
+            handle.write(experiment_id)
+        return experiment_id
+
+    def _claim_experiment_dir(self, fixed_id: str | None) -> Path:
+        if fixed_id is not None:
+            path = self.root / fixed_id
+            path.mkdir(parents=True, exist_ok=True)
+            return path
+        next_id = 1 + max((int(p.name) for p in self._experiment_dirs()), default=0)
+        while True:  # mkdir is atomic: the process that makes the folder owns the id
+            path = self.root / str(next_id)
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                next_id += 1
+
+    def _experiment_dirs(self) -> Iterator[Path]:
+        if not self.root.is_dir():
+            return
+        for entry in os.scandir(self.root):
+            if entry.name.isdigit() and entry.is_dir():
+                yield Path(entry.path)
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        experiment_id = str(experiment_id)
+        if experiment_id == DEFAULT_EXPERIMENT_ID:
+            self._ensure_default_experiment()
+        try:
+            meta = json.loads((self.root / experiment_id / _META).read_text())
+        except (FileNotFoundError, NotADirectoryError, ValueError):
+            raise NotFoundError(
+                f"No experiment with id {experiment_id!r} in {self.root}",
+                resource_id=experiment_id,
+            ) from None
+        return Experiment(**meta)
+
+    def get_experiment_by_name(self, name: str) -> Experiment | None:
+        if name == DEFAULT_EXPERIMENT_NAME:
+            self._ensure_default_experiment()
+        try:
+            experiment_id = self._name_file(name).read_text().strip()
+        except FileNotFoundError:
+            return None
+        return self.get_experiment(experiment_id)
+
+    def search_experiments(self, view_type: int = ViewType.ACTIVE_ONLY) -> list[Experiment]:
+        self._ensure_default_experiment()
+        found = []
+        for exp_dir in self._experiment_dirs():
+            try:
+                experiment = self.get_experiment(exp_dir.name)
+            except NotFoundError:
+                continue  # a folder claimed by a creation still under way
+            if LifecycleStage.matches_view_type(view_type, experiment.lifecycle_stage):
+                found.append(experiment)
+        return sorted(found, key=lambda e: int(e.experiment_id))
+
+    def set_experiment_lifecycle(self, experiment_id: str, deleted: bool) -> None:
+        experiment = self.get_experiment(experiment_id)
+        meta = dict(experiment.__dict__)
+        meta["lifecycle_stage"] = LifecycleStage.DELETED if deleted else LifecycleStage.ACTIVE
+        meta["last_update_time"] = now_ms()
+        _write_json_atomic(self.root / experiment.experiment_id / _META, meta)
+
+    # runs ----------------------------------------------------------------
+
+    def create_run(
+        self,
+        experiment_id: str,
+        user_id: str,
+        start_time: int,
+        tags: Sequence[RunTag],
+        run_name: str,
+        run_id: str | None = None,
+    ) -> Run:
+        experiment = self.get_experiment(experiment_id)
+        if experiment.lifecycle_stage != LifecycleStage.ACTIVE:
+            raise RunStateError(
+                f"Experiment {experiment_id!r} is deleted; restore it before logging runs to it"
+            )
+        run_id = run_id or uuid.uuid4().hex
+        run_dir = self.root / experiment.experiment_id / run_id
+        run_dir.mkdir()
+        (run_dir / "artifacts").mkdir()
+        state = RunState(
+            run_id=run_id,
+            experiment_id=experiment.experiment_id,
+            run_name=run_name,
+            user_id=user_id,
+            status=RunStatus.RUNNING,
+            start_time=start_time,
+            end_time=None,
+            artifact_uri=(run_dir / "artifacts").as_uri(),
+            tags={t.key: t.value for t in tags} | {"mlflow.runName": run_name},
+        )
+        journal.write_summary(run_dir, state)
+        fd = os.open(run_dir / journal.JOURNAL, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        with self._lock:
+            self._open[run_id] = _OpenRun(run_dir, fd, state)
+            self._run_dirs[run_id] = run_dir
+        return state.to_run()
+
+    def run_dir(self, run_id: str) -> Path:
+        """The folder of a run, wherever its experiment is."""
+        found = self._run_dirs.get(run_id)
+        if found is not None:
+            return found
+        if isinstance(run_id, str) and run_id and "/" not in run_id and not run_id.startswith("."):
+            for exp_dir in self._experiment_dirs():
+                candidate = exp_dir / run_id
+                if (candidate / journal.SUMMARY).is_file():
+                    self._run_dirs[run_id] = candidate
+                    return candidate
+        raise NotFoundError(f"No run with id {run_id!r} in {self.root}", resource_id=str(run_id))
+
+    def _state(self, run_id: str) -> RunState:
+        opened = self._open.get(run_id)
+        if opened is not None:
+            self._catch_up(opened)
+            return opened.state
+        return journal.load_state(self.run_dir(run_id))
+
+    @staticmethod
+    def _catch_up(opened: _OpenRun) -> None:
+        """Replay lines another process appended to a run this process also writes."""
+        size = os.fstat(opened.fd).st_size
+        if size != opened.state.offset:
+            records, offset = journal.read_records(
+                opened.run_dir / journal.JOURNAL, opened.state.offset
+            )
+            for record in records:
+                opened.state.apply(record)
+            opened.state.offset = offset
+
+    def _opened(self, run_id: str) -> _OpenRun:
+        opened = self._open.get(run_id)
+        if opened is None:
+            run_dir = self.run_dir(run_id)
+            path = run_dir / journal.JOURNAL
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                os.write(fd, b"\n")  # close a torn line left by a crashed writer
+            opened = _OpenRun(run_dir, fd, journal.load_state(run_dir))
+            self._open[run_id] = opened
+        else:
+            self._catch_up(opened)
+        return opened
+
+    def _append(self, run_id: str, record: dict[str, Any], *, check_active: bool = True) -> RunState:
+        with self._lock:
+            opened = self._opened(run_id)
+            state = opened.state
+            if check_active and state.lifecycle_stage == LifecycleStage.DELETED:
+                raise RunStateError(
+                    f"Run {run_id!r} is deleted; restore it before logging to it", run_id=run_id
+                )
+            data = journal.encode(record)
+            os.write(opened.fd, data)
+            state.offset += len(data)
+            state.apply(record)
+            return state
+
+    def get_run(self, run_id: str) -> Run:
+        with self._lock:
+            return self._state(run_id).to_run()
+
+    def update_run_info(
+        self, run_id: str, status: str, end_time: int | None, run_name: str | None = None
+    ) -> RunInfo:
+        record: dict[str, Any] = {"k": "u", "status": status, "end_time": end_time}
+        if run_name:
+            record["run_name"] = run_name
+        with self._lock:
+            state = self._append(run_id, record, check_active=False)
+            if RunStatus.is_terminated(status):
+                self._close(run_id)
+            return state.to_run().info
+
+    def _close(self, run_id: str) -> None:
+        """Make a finished run durable, write its summary and release its descriptor."""
+        opened = self._open.pop(run_id, None)
+        if opened is None:
+            return
+        os.fsync(opened.fd)
+        os.close(opened.fd)
+        journal.write_summary(opened.run_dir, opened.state)
+
+    def set_lifecycle(self, run_id: str, deleted: bool) -> None:
+        stage = LifecycleStage.DELETED if deleted else LifecycleStage.ACTIVE
+        self._append(run_id, {"k": "lc", "stage": stage}, check_active=False)
+
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric],
+        params: Sequence[Param],
+        tags: Sequence[RunTag],
+    ) -> None:
+        with self._lock:
+            new_params: dict[str, str] = {}
+            if params:
+                known = self._opened(run_id).state.params
+                for param in params:
+                    before = new_params.get(param.key, known.get(param.key))
+                    if before is not None and before != param.value:
+                        raise ParamConflictError(
+                            f"Param {param.key!r} of run {run_id} was logged as {before!r}; "
+                            f"it cannot be changed to {param.value!r}",
+                            key=param.key,
+                        )
+                    if param.key not in known:
+                        new_params[param.key] = param.value
+            if not (metrics or new_params or tags):
+                return
+            record = journal.batch_record(list(metrics), new_params, {t.key: t.value for t in tags})
+            self._append(run_id, record)
+
+    def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput]) -> None:
+        if datasets:
+            self._append(run_id, {"k": "in", "d": [journal.encode_input(d) for d in datasets]})
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        with self._lock:
+            if key not in self._state(run_id).tags:
+                raise NotFoundError(f"Run {run_id} has no tag {key!r}", resource_id=key)
+            self._append(run_id, {"k": "dt", "key": key})
+
+    def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+        return journal.metric_history(self.run_dir(run_id), key)
+
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str],
+        filter_string: str | None,
+        run_view_type: int,
+        max_results: int,
+        order_by: Sequence[str] | None,
+        page_token: str | None,
+    ) -> PagedList:
+        clauses = search.parse_filter(filter_string)
+        order = list(order_by or [])
+        search.parse_order_by(order)  # reject a bad order_by before reading anything
+        offset = _decode_token(page_token)
+        runs = []
+        for experiment_id in experiment_ids:
+            exp_dir = self.root / str(experiment_id)
+            if not exp_dir.is_dir():
+                self.get_experiment(str(experiment_id))  # raises NotFoundError
+                continue
+            for entry in os.scandir(exp_dir):
+                if not entry.is_dir():
+                    continue
+                try:
+                    state = self._state_for_listing(entry.name, Path(entry.path))
+                except (FileNotFoundError, ValueError):
+                    continue  # a run folder whose creation is still under way
+                if not LifecycleStage.matches_view_type(run_view_type, state.lifecycle_stage):
+                    continue
+                run = state.to_run()
+                if search.matches(run, clauses):
+                    runs.append(run)
+        ordered = search.sort_runs(runs, order)
+        page = ordered[offset : offset + max_results]
+        more = offset + max_results < len(ordered)
+        return PagedList(page, _encode_token(offset + max_results) if more else None)
+
+    def _state_for_listing(self, run_id: str, run_dir: Path) -> RunState:
+        with self._lock:
+            opened = self._open.get(run_id)
+            if opened is not None:
+                self._catch_up(opened)
+                return opened.state
+        return journal.load_state(run_dir)
+
+    # artifacts -----------------------------------------------------------
+
+    def _artifact_root(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "artifacts"
+
+    def log_artifact(self, run_id: str, local_file: Path, artifact_path: str | None) -> None:
+        target_dir = _safe_join(self._artifact_root(run_id), artifact_path)
+        target_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local_file, target_dir / Path(local_file).name)
+
+    def list_artifacts(self, run_id: str, path: str | None) -> list[FileInfo]:
+        root = self._artifact_root(run_id)
+        folder = _safe_join(root, path)
+        if not folder.is_dir():
+            return []
+        infos = []
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            rel = Path(entry.path).relative_to(root).as_posix()
+            if entry.is_dir():
+                infos.append(FileInfo(rel, True, None))
+            else:
+                infos.append(FileInfo(rel, False, entry.stat().st_size))
+        return infos
+
+    def download_artifacts(self, run_id: str, path: str, dst_path: Path) -> Path:
+        source = _safe_join(self._artifact_root(run_id), path)
+        if not source.exists():
+            raise NotFoundError(f"Run {run_id} has no artifact {path!r}", resource_id=path)
+        target = Path(dst_path) / source.name
+        if source.is_dir():
+            shutil.copytree(source, target, dirs_exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+        return target
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True  # every record reached the OS when it was logged
+
+
+def _safe_join(root: Path, rel: str | None) -> Path:
+    if not rel:
+        return root
+    target = (root / rel).resolve()
+    if not target.is_relative_to(root.resolve()):
+        raise InvalidParameterError(
+            f"Artifact path {rel!r} points outside the run's artifacts", key=rel
+        )
+    return target
+
+
+def _encode_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def _decode_token(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        return int(json.loads(base64.urlsafe_b64decode(token.encode()))["offset"])
+    except (ValueError, KeyError, TypeError):
+        raise InvalidParameterError(f"Invalid page token {token!r}", key="page_token") from None

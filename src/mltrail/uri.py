@@ -1,0 +1,36 @@
+"""Which tracking URI is in force: set_tracking_uri, else the environment, else local."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_ROOT = "mltrail-runs"  # not named like the package, so it cannot shadow the import
+ENV_VARS = ("MLTRAIL_TRACKING_URI", "MLFLOW_TRACKING_URI")
+
+_explicit: str | None = None
+
+
+def set_tracking_uri(uri: str | os.PathLike[str] | None) -> None:
+    """Send every later run to `uri`: a folder, a `file:` URI or an http(s) server.
+
+    `None` goes back to the environment variables or the local default.
+    """
+    global _explicit
+    _explicit = None if uri is None else os.fspath(uri)
+
+
+def get_tracking_uri() -> str:
+    """The URI in force: the one set, else MLTRAIL_TRACKING_URI, else
+    MLFLOW_TRACKING_URI, else `./mltrail-runs` in the working directory."""
+    if _explicit:
+        return _explicit
+    for name in ENV_VARS:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return (Path.cwd() / DEFAULT_ROOT).as_uri()
+
+
+def is_tracking_uri_set() -> bool:
+    return bool(_explicit) or any(os.environ.get(name) for name in ENV_VARS)

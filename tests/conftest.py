@@ -1,0 +1,39 @@
+"""Shared fixtures: a fresh local tracking folder per test, strict mode, a real MLflow server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import mltrail
+from mltrail import fluent
+
+pytest_plugins = ["mlflow_server"]
+
+# mltrail's own logging errors are raised, not only warned about, in tests.
+os.environ["MLTRAIL_STRICT"] = "1"
+
+
+@pytest.fixture(autouse=True)
+def _clean_tracking_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No run, experiment or tracking URI leaks from one test into the next."""
+    for name in ("MLTRAIL_TRACKING_URI", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME",
+                 "MLFLOW_EXPERIMENT_ID"):
+        monkeypatch.delenv(name, raising=False)
+    yield
+    while mltrail.active_run() is not None:
+        mltrail.end_run()
+    fluent._process.experiment = None
+    mltrail.set_tracking_uri(None)
+
+
+@pytest.fixture
+def tracking_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A local store in a temporary folder, set as the tracking URI; cwd is tmp_path."""
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "runs"
+    mltrail.set_tracking_uri(str(root))
+    return root

@@ -1,0 +1,461 @@
+"""Tests for mltrail.search: MLflow's filter grammar and order_by evaluated locally."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from mltrail.entities import (
+    Dataset,
+    DatasetInput,
+    InputTag,
+    Run,
+    RunData,
+    RunInfo,
+    RunInputs,
+)
+from mltrail.exceptions import FilterSyntaxError, InvalidParameterError
+from mltrail.search import (
+    Clause,
+    OrderKey,
+    matches,
+    parse_filter,
+    parse_order_by,
+    search,
+    sort_runs,
+)
+
+
+def make_run(
+    run_id: str = "r1",
+    *,
+    metrics: dict[str, float] | None = None,
+    params: dict[str, str] | None = None,
+    tags: dict[str, str] | None = None,
+    status: str = "FINISHED",
+    start_time: int = 1000,
+    end_time: int | None = None,
+    run_name: str = "",
+    datasets: tuple[DatasetInput, ...] = (),
+) -> Run:
+    info = RunInfo(
+        run_id=run_id,
+        experiment_id="0",
+        run_name=run_name or f"name-{run_id}",
+        user_id="alice",
+        status=status,
+        start_time=start_time,
+        end_time=end_time,
+        artifact_uri=f"file:///tmp/{run_id}/artifacts",
+    )
+    data = RunData(metrics=metrics or {}, params=params or {}, tags=tags or {})
+    return Run(info=info, data=data, inputs=RunInputs(dataset_inputs=datasets))
+
+
+def ids(runs: list[Run]) -> list[str]:
+    return [r.info.run_id for r in runs]
+
+
+def hit(run: Run, filter_string: str) -> bool:
+    return matches(run, parse_filter(filter_string))
+
+
+# --- parsing -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("empty", [None, "", "   "])
+def test_empty_filter_is_no_clauses(empty: str | None) -> None:
+    assert parse_filter(empty) == []
+    assert matches(make_run(), [])
+
+
+def test_parse_shapes() -> None:
+    clauses = parse_filter(
+        "metrics.val.rmse <= -1.5e2 and params.`my key` ILIKE '%a_' "
+        'AND tags."x y" is not null And attr.created > 5 '
+        "and datasets.context IN ('train', \"eval\") and run.status != 'FAILED'"
+    )
+    assert clauses == [
+        Clause("metric", "val.rmse", "<=", -150.0),
+        Clause("param", "my key", "ILIKE", "%a_"),
+        Clause("tag", "x y", "IS NOT NULL", None),
+        Clause("attribute", "start_time", ">", 5.0),
+        Clause("dataset", "context", "IN", ("train", "eval")),
+        Clause("attribute", "status", "!=", "FAILED"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("prefix", "kind"),
+    [
+        ("metric", "metric"),
+        ("metrics", "metric"),
+        ("param", "param"),
+        ("params", "param"),
+        ("parameter", "param"),
+        ("parameters", "param"),
+        ("tag", "tag"),
+        ("tags", "tag"),
+        ("attribute", "attribute"),
+        ("attributes", "attribute"),
+        ("attr", "attribute"),
+        ("run", "attribute"),
+        ("dataset", "dataset"),
+        ("datasets", "dataset"),
+    ],
+)
+def test_entity_type_aliases(prefix: str, kind: str) -> None:
+    key = {"attribute": "run_name", "dataset": "name"}.get(kind, "k")
+    value = "1" if kind == "metric" else "'1'"
+    [clause] = parse_filter(f"{prefix}.{key} = {value}")
+    assert (clause.kind, clause.key) == (kind, key)
+
+
+# --- metrics -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("filter_string", "expected"),
+    [
+        ("metrics.rmse = 0.5", True),
+        ("metrics.rmse = 0.6", False),
+        ("metrics.rmse != 0.6", True),
+        ("metrics.rmse != 0.5", False),
+        ("metrics.rmse < 0.6", True),
+        ("metrics.rmse < 0.5", False),
+        ("metrics.rmse <= 0.5", True),
+        ("metrics.rmse <= 0.4", False),
+        ("metrics.rmse > 0.4", True),
+        ("metrics.rmse > 0.5", False),
+        ("metrics.rmse >= 0.5", True),
+        ("metrics.rmse >= 5e-1", True),
+        ("metrics.rmse >= 6E-1", False),
+        ("metrics.rmse > -1", True),
+        ("metrics.rmse > .49", True),
+        ("metrics.loss = 3", True),
+        ("metrics.loss = 3.0", True),
+    ],
+)
+def test_metric_comparators(filter_string: str, expected: bool) -> None:
+    run = make_run(metrics={"rmse": 0.5, "loss": 3})
+    assert hit(run, filter_string) is expected
+
+
+def test_missing_metric_never_matches_a_comparison() -> None:
+    run = make_run(metrics={"other": 1.0})
+    for comparator in ("=", "!=", "<", "<=", ">", ">="):
+        assert not hit(run, f"metrics.rmse {comparator} 1")
+
+
+def test_nan_metric_compares_like_python_float() -> None:
+    run = make_run(metrics={"m": math.nan})
+    assert not hit(run, "metrics.m < 1")
+    assert not hit(run, "metrics.m >= 1")
+    assert not hit(run, "metrics.m = 1")
+    assert hit(run, "metrics.m != 1")
+
+
+def test_keys_with_dots_and_quotes() -> None:
+    run = make_run(metrics={"val.rmse": 1.0, "my metric": 2.0, "a/b:c-d": 3.0})
+    assert hit(run, "metrics.val.rmse = 1")
+    assert not hit(run, "metrics.val = 1")
+    assert hit(run, "metrics.`my metric` = 2")
+    assert hit(run, 'metrics."my metric" = 2')
+    assert hit(run, "metrics.`val.rmse` < 1.5")
+    assert hit(run, "metrics.a/b:c-d = 3")
+    assert not hit(run, "metrics.`my metric` = 1")
+
+
+# --- params and tags -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("entity", ["params.model", "tags.model"])
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        ("= 'RandomForest'", True),
+        ('= "RandomForest"', True),
+        ("= 'randomforest'", False),
+        ("!= 'xgb'", True),
+        ("!= 'RandomForest'", False),
+        ("LIKE 'Random%'", True),
+        ("LIKE 'random%'", False),
+        ("LIKE '%Forest'", True),
+        ("LIKE 'Random_orest'", True),
+        ("LIKE 'Random_'", False),
+        ("LIKE 'RandomForest'", True),
+        ("LIKE '%RandomForest%'", True),  # % also matches nothing
+        ("LIKE 'Random%Forest'", True),
+        ("like '%dom%'", True),
+        ("ILIKE 'random%'", True),
+        ("ilike '%FOREST'", True),
+        ("ILIKE 'xgb%'", False),
+        ("IN ('xgb', 'RandomForest')", True),
+        ("IN ('xgb')", False),
+        ("NOT IN ('xgb', \"lgbm\")", True),
+        ("NOT IN ('RandomForest')", False),
+        ("not in ('RandomForest')", False),
+        ("IS NOT NULL", True),
+        ("IS NULL", False),
+    ],
+)
+def test_string_comparators(entity: str, condition: str, expected: bool) -> None:
+    run = make_run(params={"model": "RandomForest"}, tags={"model": "RandomForest"})
+    assert hit(run, f"{entity} {condition}") is expected
+
+
+def test_like_escapes_regex_characters() -> None:
+    run = make_run(params={"p": "a.b(c)"})
+    assert hit(run, "params.p LIKE 'a.b(c)'")
+    assert not hit(make_run(params={"p": "axb(c)"}), "params.p LIKE 'a.b(c)'")
+
+
+@pytest.mark.parametrize("entity", ["metrics.m", "params.p", "tags.t"])
+def test_is_null_on_missing_and_present(entity: str) -> None:
+    present = make_run(metrics={"m": 1.0}, params={"p": "x"}, tags={"t": "y"})
+    missing = make_run()
+    assert hit(missing, f"{entity} IS NULL")
+    assert not hit(missing, f"{entity} IS NOT NULL")
+    assert not hit(present, f"{entity} is null")
+    assert hit(present, f"{entity} is not null")
+
+
+def test_missing_param_or_tag_never_matches() -> None:
+    run = make_run()
+    assert not hit(run, "params.p != 'x'")
+    assert not hit(run, "tags.t NOT IN ('x')")
+    assert not hit(run, "params.p LIKE '%'")
+
+
+# --- attributes and datasets ---------------------------------------------------------------
+
+
+def test_string_attributes() -> None:
+    run = make_run("abc123", status="FAILED", run_name="my-run")
+    assert hit(run, "attributes.status = 'FAILED'")
+    assert hit(run, "attributes.status != 'FINISHED'")
+    assert hit(run, "attribute.run_id IN ('zzz', 'abc123')")
+    assert not hit(run, "attr.run_id NOT IN ('abc123')")
+    assert hit(run, "run.run_name LIKE 'my-%'")
+    assert hit(run, "attributes.user_id ILIKE 'ALI%'")
+    assert hit(run, "attributes.artifact_uri LIKE 'file://%/artifacts'")
+    assert hit(run, "attributes.lifecycle_stage = 'active'")
+    assert not hit(run, "attributes.lifecycle_stage = 'deleted'")
+
+
+def test_numeric_attributes() -> None:
+    run = make_run(start_time=2000, end_time=3000)
+    assert hit(run, "attributes.start_time = 2000")
+    assert hit(run, "attributes.start_time >= 2000")
+    assert not hit(run, "attributes.start_time > 2000")
+    assert hit(run, "attributes.created < 2001")
+    assert hit(run, "attributes.end_time <= 3000")
+    assert not hit(run, "attributes.end_time != 3000")
+    unfinished = make_run(end_time=None)
+    assert not hit(unfinished, "attributes.end_time > 0")
+    assert not hit(unfinished, "attributes.end_time != 0")
+
+
+def test_datasets_match_any_input() -> None:
+    train = DatasetInput(
+        Dataset("iris", "d1", "local", "/x"), (InputTag("mlflow.data.context", "training"),)
+    )
+    evaluation = DatasetInput(
+        Dataset("wine", "d2", "local", "/y"), (InputTag("mlflow.data.context", "eval"),)
+    )
+    untagged = DatasetInput(Dataset("boston", "d3", "local", "/z"))
+    run = make_run(datasets=(train, evaluation, untagged))
+    assert hit(run, "datasets.name = 'wine'")
+    assert hit(run, "dataset.digest IN ('zz', 'd1')")
+    assert hit(run, "datasets.context = 'eval'")
+    assert hit(run, "datasets.context LIKE 'train%'")
+    assert not hit(run, "datasets.context = 'test'")
+    assert not hit(run, "datasets.name = 'mnist'")
+    assert not hit(make_run(), "datasets.name != 'x'")
+
+
+# --- AND chains and case --------------------------------------------------------------------
+
+
+def test_and_chain_requires_every_clause() -> None:
+    run = make_run(metrics={"acc": 0.9}, params={"lr": "0.1"}, status="FINISHED")
+    assert hit(run, "metrics.acc > 0.8 AND params.lr = '0.1' AND attributes.status = 'FINISHED'")
+    assert not hit(run, "metrics.acc > 0.8 AND params.lr = '0.2'")
+    assert not hit(run, "metrics.acc > 0.95 and params.lr = '0.1'")
+
+
+def test_keywords_are_case_insensitive() -> None:
+    run = make_run(params={"p": "Abc"})
+    assert hit(run, "params.p like 'A%' aNd params.p iLiKe 'abc' AND params.p Not In ('x')")
+    assert hit(run, "params.p Is Not Null and params.q is NULL")
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("filter_string", "position", "quoted"),
+    [
+        ("metrics.rmse <", 14, "end of filter"),
+        ("metrics.rmse < 'a'", 15, "\"'a'\""),
+        ("params.alpha < 1", 13, "'<'"),
+        ("params.alpha = 1", 15, "'1'"),
+        ("foo.bar = 1", 0, "'foo.bar'"),
+        ("metrics.rmse < 7 OR metrics.x > 1", 17, "'OR'"),
+        ("params.a = 'abc", 11, '"\'abc"'),
+        ("metrics.rmse ~ 3", 13, "'~'"),
+        ("metrics rmse < 7", 8, "'rmse'"),
+        ("metrics.rmse < 7 metrics.x > 1", 17, "'metrics.x'"),
+        ("metrics.rmse < 7 AND", 20, "end of filter"),
+        ("attributes.nope = 'x'", 0, "'attributes.nope'"),
+        ("attributes.start_time LIKE '1%'", 22, "'LIKE'"),
+        ("attributes.status IS NULL", 18, "'IS'"),
+        ("metrics.x IN (1, 2)", 10, "'IN'"),
+        ("params.x IN ('a' 'b')", 17, "\"'b'\""),
+        ("params.x IN 'a'", 12, "\"'a'\""),
+        ("params.x IS NOT 'a'", 16, "\"'a'\""),
+        ("params.x NOT LIKE 'a'", 13, "'LIKE'"),
+        ("start_time > 5", 0, "'start_time'"),
+        ("datasets.size = 'x'", 0, "'datasets.size'"),
+    ],
+)
+def test_malformed_filters(filter_string: str, position: int, quoted: str) -> None:
+    with pytest.raises(FilterSyntaxError) as excinfo:
+        parse_filter(filter_string)
+    err = excinfo.value
+    assert err.position == position
+    first, shown, caret = str(err).split("\n")
+    assert first.startswith("Invalid filter: ")
+    assert quoted in first
+    assert f"at position {position} " in first
+    assert shown == "  " + filter_string
+    assert caret == "  " + " " * position + "^"
+
+
+def test_or_error_says_only_and() -> None:
+    with pytest.raises(FilterSyntaxError, match="only AND is supported"):
+        parse_filter("metrics.a > 1 or metrics.b > 1")
+
+
+def test_filter_error_is_an_invalid_parameter_error() -> None:
+    with pytest.raises(InvalidParameterError):
+        parse_filter("metrics.a >")
+
+
+# --- order_by ------------------------------------------------------------------------------
+
+
+def test_parse_order_by_shapes() -> None:
+    assert parse_order_by(None) == []
+    assert parse_order_by(
+        ["metrics.`a b` desc", "attributes.start_time", "params.lr ASC", "tags.t DESC"]
+    ) == [
+        OrderKey("metric", "a b", False),
+        OrderKey("attribute", "start_time", True),
+        OrderKey("param", "lr", True),
+        OrderKey("tag", "t", False),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("item", "position"),
+    [
+        ("start_time", 0),
+        ("metrics.a up", 10),
+        ("metrics.a DESC DESC", 15),
+        ("", 0),
+        ("datasets.name", 0),
+        ("foo.bar", 0),
+        ("attributes.nope DESC", 0),
+    ],
+)
+def test_malformed_order_by(item: str, position: int) -> None:
+    with pytest.raises(FilterSyntaxError) as excinfo:
+        parse_order_by(["metrics.ok", item])
+    assert excinfo.value.position == position
+    assert str(excinfo.value).startswith("Invalid order_by: ")
+    assert str(excinfo.value).endswith("\n  " + " " * position + "^")
+
+
+def test_default_order_is_start_time_desc_then_run_id() -> None:
+    runs = [
+        make_run("b", start_time=1),
+        make_run("c", start_time=3),
+        make_run("a", start_time=1),
+        make_run("d", start_time=2),
+    ]
+    assert ids(sort_runs(runs, None)) == ["c", "d", "a", "b"]
+    assert ids(sort_runs(runs, [])) == ["c", "d", "a", "b"]
+
+
+def test_metric_order_missing_last_both_directions() -> None:
+    runs = [
+        make_run("none", metrics={}),
+        make_run("lo", metrics={"m": 1.0}),
+        make_run("nan", metrics={"m": math.nan}),
+        make_run("hi", metrics={"m": 5.0}),
+        make_run("mid", metrics={"m": 2.0}),
+    ]
+    assert ids(sort_runs(runs, ["metrics.m"])) == ["lo", "mid", "hi", "nan", "none"]
+    assert ids(sort_runs(runs, ["metrics.m ASC"])) == ["lo", "mid", "hi", "nan", "none"]
+    assert ids(sort_runs(runs, ["metrics.m DESC"])) == ["hi", "mid", "lo", "nan", "none"]
+
+
+def test_multi_key_order_and_tie_break() -> None:
+    runs = [
+        make_run("r1", params={"model": "rf"}, metrics={"acc": 0.7}, start_time=10),
+        make_run("r2", params={"model": "xgb"}, metrics={"acc": 0.9}, start_time=20),
+        make_run("r3", params={"model": "rf"}, metrics={"acc": 0.8}, start_time=30),
+        make_run("r4", params={"model": "rf"}, metrics={"acc": 0.8}, start_time=40),
+        make_run("r5", metrics={"acc": 0.99}, start_time=50),
+    ]
+    ordered = sort_runs(runs, ["params.model ASC", "metrics.acc DESC"])
+    # Within model=rf, acc 0.8 ties: the newer run (r4) comes first.
+    assert ids(ordered) == ["r4", "r3", "r1", "r2", "r5"]
+    ordered = sort_runs(runs, ["params.model DESC", "metrics.acc"])
+    assert ids(ordered) == ["r2", "r1", "r4", "r3", "r5"]
+
+
+def test_order_by_attributes_and_tags() -> None:
+    runs = [
+        make_run("a", status="RUNNING", end_time=None, tags={"t": "b"}),
+        make_run("b", status="FAILED", end_time=5, tags={"t": "a"}),
+        make_run("c", status="FINISHED", end_time=9),
+    ]
+    assert ids(sort_runs(runs, ["attributes.status"])) == ["b", "c", "a"]
+    assert ids(sort_runs(runs, ["attributes.end_time DESC"])) == ["c", "b", "a"]
+    assert ids(sort_runs(runs, ["tags.t"])) == ["b", "a", "c"]
+    assert ids(sort_runs(runs, ["tags.t DESC"])) == ["a", "b", "c"]
+
+
+def test_sort_does_not_modify_input() -> None:
+    runs = [make_run("a", start_time=1), make_run("b", start_time=2)]
+    sort_runs(runs, None)
+    assert ids(runs) == ["a", "b"]
+
+
+# --- search --------------------------------------------------------------------------------
+
+
+def test_search_filters_then_sorts() -> None:
+    runs = [
+        make_run("a", metrics={"acc": 0.5}, start_time=1),
+        make_run("b", metrics={"acc": 0.9}, start_time=2),
+        make_run("c", metrics={"acc": 0.7}, start_time=3),
+        make_run("d", start_time=4),
+    ]
+    assert ids(search(iter(runs), "metrics.acc > 0.6", ["metrics.acc DESC"])) == ["b", "c"]
+    assert ids(search(runs, None, None)) == ["d", "c", "b", "a"]
+    assert ids(search(runs, "metrics.acc IS NULL", None)) == ["d"]
+
+
+def test_search_parses_before_touching_runs() -> None:
+    def exploding():
+        raise AssertionError("runs were read")
+        yield  # pragma: no cover
+
+    with pytest.raises(FilterSyntaxError):
+        search(exploding(), "metrics.a >", None)
+    with pytest.raises(FilterSyntaxError):
+        search(exploding(), None, ["start_time"])
