@@ -11,6 +11,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from . import entities, exceptions, plugins
+from .autologging import autolog
 from .client import MlflowClient, TrackingClient
 from .entities import Run, RunStatus, ViewType
 from .exceptions import MlflowException, MltrailError
@@ -57,6 +58,7 @@ __all__ = [
     "ViewType",
     "__version__",
     "active_run",
+    "autolog",
     "create_experiment",
     "delete_run",
     "delete_tag",

@@ -21,6 +21,7 @@ from types import ModuleType
 GROUP = "mltrail.integrations"
 
 _failed: set[str] = set()
+_loaded: dict[str, ModuleType] = {}
 
 
 @functools.cache
@@ -31,6 +32,8 @@ def entry_points() -> dict[str, metadata.EntryPoint]:
 
 def load(name: str) -> ModuleType | None:
     """The integration module registered as `name`, or None (warned once) if it is broken."""
+    if name in _loaded:
+        return _loaded[name]
     entry = entry_points().get(name)
     if entry is None or name in _failed:
         return None
@@ -51,6 +54,7 @@ def load(name: str) -> ModuleType | None:
             stacklevel=2,
         )
         return None
+    _loaded[name] = module
     return module
 
 

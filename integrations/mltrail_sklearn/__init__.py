@@ -1,0 +1,76 @@
+"""scikit-learn autologging for mltrail: every estimator's fit becomes one run.
+
+Records params (`get_params(deep=True)`), training metrics on the data passed to
+fit, the fitted model in the MLflow layout, a dataset input, and for
+hyperparameter searches (GridSearchCV, RandomizedSearchCV, Halving*) the best
+params, `cv_results.csv` and one child run per top candidate.
+
+Turn it on with `mltrail.autolog()` or `mltrail.sklearn.autolog(...)`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import mltrail.autologging as autologging
+
+from .model import load_model, log_model, save_model
+
+FLAVOR = "sklearn"
+MODULES = ("sklearn.base", "sklearn.model_selection._validation")
+OPTIONS: dict[str, Any] = {"max_tuning_runs": 5, "pos_label": None}
+SUPPORTED = {"scikit-learn": ("1.3", "1.10")}
+
+__all__ = ["FLAVOR", "MODULES", "OPTIONS", "SUPPORTED", "autolog", "load_model", "log_model",
+           "patch", "save_model"]
+
+
+def autolog(
+    disable: bool = False,
+    exclusive: bool = False,
+    log_models: bool = True,
+    log_datasets: bool = True,
+    silent: bool = False,
+    extra_tags: dict[str, str] | None = None,
+    disable_for_unsupported_versions: bool = False,
+    max_tuning_runs: int | None = 5,
+    pos_label: Any = None,
+) -> None:
+    """Turn scikit-learn autologging on (or off with `disable=True`).
+
+    Args:
+        disable: turn it off; patches stay installed but call straight through.
+        exclusive: do not log into a run the user opened.
+        log_models: log the fitted estimator (the best one for a search) as `model`.
+        log_datasets: record the training data's name, digest, schema and shape.
+        silent: no warnings from mltrail's own logging problems.
+        extra_tags: tags added to every run autolog creates.
+        disable_for_unsupported_versions: stay off on scikit-learn versions outside
+            the tested range instead of warning.
+        max_tuning_runs: how many of a search's best candidates become child runs;
+            None for all.
+        pos_label: the positive class for binary precision/recall/f1 (else weighted).
+    """
+    autologging.enable(
+        sys.modules[__name__],
+        disable=disable,
+        exclusive=exclusive,
+        log_models=log_models,
+        log_datasets=log_datasets,
+        silent=silent,
+        extra_tags=extra_tags,
+        disable_for_unsupported_versions=disable_for_unsupported_versions,
+        max_tuning_runs=max_tuning_runs,
+        pos_label=pos_label,
+    )
+
+
+def patch(module: Any) -> None:
+    """Install the patches for a newly imported scikit-learn module (see MODULES)."""
+    from . import patches
+
+    if module.__name__ == "sklearn.base":
+        patches.patch_estimators(module.BaseEstimator)
+    else:
+        patches.patch_cv_helpers(module)

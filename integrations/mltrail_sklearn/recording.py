@@ -1,0 +1,209 @@
+"""What a scikit-learn fit records: params, training metrics, search results, the model.
+
+Each function here runs inside `Session.safe`, so any error it raises is treated
+as mltrail's own: warned about once, never breaking the user's fit.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import tempfile
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from mltrail.autologging import Session
+
+NOTE_TAG = "mltrail.note"
+
+
+@cache
+def _signature(func: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(func)
+
+
+def fit_inputs(
+    wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Any, Any, Any]:
+    """The X, y and sample_weight a fit call received (None where absent)."""
+    bound = _signature(wrapped).bind_partial(*args, **kwargs).arguments
+    params = list(_signature(wrapped).parameters)
+    x = bound.get("X", bound.get(params[0]) if params else None)
+    y = bound.get("y", bound.get("Y"))
+    fit_params = bound.get("fit_params") or bound.get("kwargs") or {}
+    weight = bound.get("sample_weight", fit_params.get("sample_weight"))
+    return x, y, weight
+
+
+def log_params(session: Session, estimator: Any) -> None:
+    """`get_params(deep=True)` as params (so a Pipeline logs `clf__C`), plus class tags."""
+    cls = type(estimator)
+    session.set_tags({"estimator_name": cls.__name__,
+                      "estimator_class": f"{cls.__module__}.{cls.__qualname__}"})
+    try:
+        params = estimator.get_params(deep=True)
+    except Exception as exc:  # a third-party estimator with a broken get_params
+        session.set_tags({f"{NOTE_TAG}.params": f"get_params() raised {type(exc).__name__}: "
+                                                 f"{exc}; no params were logged"})
+        return
+    session.log_params({k: _param_text(v) for k, v in params.items()})
+
+
+def _param_text(value: Any) -> str:
+    """Readable text for a param value; nested estimators by class and params."""
+    return str(value) if not hasattr(value, "get_params") else repr(value)
+
+
+def _sklearn_kind(estimator: Any) -> str:
+    from sklearn.base import is_classifier, is_regressor
+
+    if is_classifier(estimator):
+        return "classifier"
+    if is_regressor(estimator):
+        return "regressor"
+    return "other"
+
+
+def log_training_metrics(
+    session: Session, estimator: Any, x: Any, y: Any, sample_weight: Any
+) -> None:
+    """Metrics on the training data, prefixed `training_`, respecting sample weights."""
+    if x is None or y is None:
+        session.set_tags({f"{NOTE_TAG}.training_metrics": "skipped: fit() received no y"})
+        return
+    kind = _sklearn_kind(estimator)
+    metrics: dict[str, float] = {}
+    y_pred = estimator.predict(x) if kind in ("classifier", "regressor") else None
+    if kind == "classifier":
+        metrics.update(_classifier_metrics(session, estimator, x, y, y_pred, sample_weight))
+    elif kind == "regressor":
+        metrics.update(_regressor_metrics(y, y_pred, sample_weight))
+    score = _score(estimator, kind, x, y, sample_weight, metrics)
+    if score is not None:
+        metrics["training_score"] = score
+    session.log_metrics(metrics)
+
+
+def _score(
+    estimator: Any, kind: str, x: Any, y: Any, sample_weight: Any, metrics: dict[str, float]
+) -> float | None:
+    """The estimator's own `score`, reusing a metric already computed when it is the same."""
+    from sklearn.base import ClassifierMixin, RegressorMixin
+
+    score_method = getattr(type(estimator), "score", None)
+    if score_method is None:
+        return None
+    if kind == "classifier" and score_method is ClassifierMixin.score:
+        return metrics.get("training_accuracy_score")
+    if kind == "regressor" and score_method is RegressorMixin.score:
+        return metrics.get("training_r2_score")
+    try:
+        if sample_weight is not None:
+            return float(estimator.score(x, y, sample_weight=sample_weight))
+        return float(estimator.score(x, y))
+    except TypeError:  # a score() without sample_weight
+        return float(estimator.score(x, y))
+
+
+def _classifier_metrics(
+    session: Session, estimator: Any, x: Any, y: Any, y_pred: Any, sample_weight: Any
+) -> dict[str, float]:
+    from sklearn import metrics as skm
+
+    pos_label = session.options.extra.get("pos_label")
+    average = "binary" if pos_label is not None else "weighted"
+    extra = {"pos_label": pos_label} if pos_label is not None else {}
+    weights = {"sample_weight": sample_weight}
+    out = {
+        "training_accuracy_score": skm.accuracy_score(y, y_pred, **weights),
+        "training_precision_score": skm.precision_score(
+            y, y_pred, average=average, zero_division=0, **extra, **weights
+        ),
+        "training_recall_score": skm.recall_score(
+            y, y_pred, average=average, zero_division=0, **extra, **weights
+        ),
+        "training_f1_score": skm.f1_score(
+            y, y_pred, average=average, zero_division=0, **extra, **weights
+        ),
+    }
+    if hasattr(estimator, "predict_proba"):
+        try:
+            proba = estimator.predict_proba(x)
+        except Exception:  # e.g. SVC(probability=False) exposes the method but refuses
+            proba = None
+        if proba is not None:
+            labels = estimator.classes_
+            out["training_log_loss"] = skm.log_loss(y, proba, labels=labels, **weights)
+            try:
+                if proba.shape[1] == 2:
+                    out["training_roc_auc"] = skm.roc_auc_score(y, proba[:, 1], **weights)
+                else:
+                    out["training_roc_auc"] = skm.roc_auc_score(
+                        y, proba, multi_class="ovr", average="weighted", labels=labels, **weights
+                    )
+            except ValueError:  # one class only in y: AUC is undefined
+                pass
+    return {k: float(v) for k, v in out.items()}
+
+
+def _regressor_metrics(y: Any, y_pred: Any, sample_weight: Any) -> dict[str, float]:
+    from sklearn import metrics as skm
+
+    mse = float(skm.mean_squared_error(y, y_pred, sample_weight=sample_weight))
+    return {
+        "training_mean_squared_error": mse,
+        "training_root_mean_squared_error": math.sqrt(mse),
+        "training_mean_absolute_error": float(
+            skm.mean_absolute_error(y, y_pred, sample_weight=sample_weight)
+        ),
+        "training_r2_score": float(skm.r2_score(y, y_pred, sample_weight=sample_weight)),
+    }
+
+
+def log_search(session: Session, search: Any) -> None:
+    """For a fitted hyperparameter search: best params and score, results, child runs."""
+    if not (hasattr(search, "cv_results_") and hasattr(search, "best_params_")):
+        return
+    session.log_params({f"best_{k}": _param_text(v) for k, v in search.best_params_.items()})
+    if getattr(search, "best_score_", None) is not None:
+        session.log_metrics({"best_cv_score": float(search.best_score_)})
+    import pandas as pd
+
+    results = pd.DataFrame(search.cv_results_)
+    with tempfile.TemporaryDirectory(prefix="mltrail-") as tmp:
+        path = Path(tmp) / "cv_results.csv"
+        results.to_csv(path, index=False)
+        session.log_artifact(path)
+    _log_candidates(session, search.cv_results_)
+
+
+def _log_candidates(session: Session, cv_results: dict[str, Any]) -> None:
+    """One finished child run per top candidate, ranked by the (first) test score rank."""
+    limit = session.options.extra.get("max_tuning_runs", 5)
+    if limit == 0:
+        return
+    rank_key = next((k for k in cv_results if k.startswith("rank_test_")), None)
+    count = len(cv_results["params"])
+    order = list(range(count))
+    if rank_key is not None:
+        order.sort(key=lambda i: (cv_results[rank_key][i], i))
+    if limit is not None:
+        order = order[:limit]
+    score_keys = [k for k in cv_results
+                  if k.startswith(("mean_test_", "std_test_", "mean_train_", "std_train_",
+                                   "rank_test_"))
+                  or k in ("mean_fit_time", "std_fit_time", "mean_score_time")]
+    for index in order:
+        params = {k: _param_text(v) for k, v in cv_results["params"][index].items()}
+        metrics = {k: float(cv_results[k][index]) for k in score_keys}
+        session.log_child_run(f"candidate-{index}", params=params, metrics=metrics)
+
+
+def log_fitted_model(session: Session, estimator: Any, x: Any) -> None:
+    """The fitted estimator (a search's best estimator) as the run's `model`."""
+    from .model import log_model
+
+    model = getattr(estimator, "best_estimator_", estimator)
+    log_model(model, "model", run_id=session.run_id, input_example_data=x)
