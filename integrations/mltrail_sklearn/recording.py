@@ -42,13 +42,16 @@ def log_params(session: Session, estimator: Any) -> None:
     cls = type(estimator)
     session.set_tags({"estimator_name": cls.__name__,
                       "estimator_class": f"{cls.__module__}.{cls.__qualname__}"})
-    try:
-        params = estimator.get_params(deep=True)
-    except Exception as exc:  # a third-party estimator with a broken get_params
-        session.set_tags({f"{NOTE_TAG}.params": f"get_params() raised {type(exc).__name__}: "
-                                                 f"{exc}; no params were logged"})
-        return
-    session.log_params({k: _param_text(v) for k, v in params.items()})
+    params = None
+    for deep in (True, False):
+        try:
+            params = estimator.get_params(deep=deep)
+            break
+        except Exception as exc:  # a third-party estimator with a broken get_params
+            session.set_tags({f"{NOTE_TAG}.params": f"get_params(deep={deep}) raised "
+                                                     f"{type(exc).__name__}: {exc}"})
+    if params is not None:
+        session.log_params({k: _param_text(v) for k, v in params.items()})
 
 
 def _param_text(value: Any) -> str:
