@@ -6,15 +6,19 @@ as mltrail's own: warned about once, never breaking the user's fit.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-import math
 import tempfile
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mltrail.autologging import Session
+
+from . import scores
 
 NOTE_TAG = "mltrail.note"
 
@@ -113,56 +117,25 @@ def _score(
 def _classifier_metrics(
     session: Session, estimator: Any, x: Any, y: Any, y_pred: Any, sample_weight: Any
 ) -> dict[str, float]:
-    from sklearn import metrics as skm
-
+    labels = np.asarray(estimator.classes_)
+    if np.ndim(y) > 1 or labels.ndim > 1:
+        return {}  # multi-output classification: only the estimator's own score
     pos_label = session.options.extra.get("pos_label")
-    average = "binary" if pos_label is not None else "weighted"
-    extra = {"pos_label": pos_label} if pos_label is not None else {}
-    weights = {"sample_weight": sample_weight}
-    out = {
-        "training_accuracy_score": skm.accuracy_score(y, y_pred, **weights),
-        "training_precision_score": skm.precision_score(
-            y, y_pred, average=average, zero_division=0, **extra, **weights
-        ),
-        "training_recall_score": skm.recall_score(
-            y, y_pred, average=average, zero_division=0, **extra, **weights
-        ),
-        "training_f1_score": skm.f1_score(
-            y, y_pred, average=average, zero_division=0, **extra, **weights
-        ),
-    }
+    out = scores.classification(y, y_pred, labels, sample_weight, pos_label)
     if hasattr(estimator, "predict_proba"):
         try:
             proba = estimator.predict_proba(x)
         except Exception:  # e.g. SVC(probability=False) exposes the method but refuses
             proba = None
         if proba is not None:
-            labels = estimator.classes_
-            out["training_log_loss"] = skm.log_loss(y, proba, labels=labels, **weights)
-            try:
-                if proba.shape[1] == 2:
-                    out["training_roc_auc"] = skm.roc_auc_score(y, proba[:, 1], **weights)
-                else:
-                    out["training_roc_auc"] = skm.roc_auc_score(
-                        y, proba, multi_class="ovr", average="weighted", labels=labels, **weights
-                    )
-            except ValueError:  # one class only in y: AUC is undefined
-                pass
-    return {k: float(v) for k, v in out.items()}
+            out["log_loss"] = scores.log_loss(y, proba, labels, sample_weight)
+            with contextlib.suppress(ValueError):  # one class only in y: AUC is undefined
+                out["roc_auc"] = scores.roc_auc(y, proba, labels, sample_weight)
+    return {f"training_{k}": v for k, v in out.items()}
 
 
 def _regressor_metrics(y: Any, y_pred: Any, sample_weight: Any) -> dict[str, float]:
-    from sklearn import metrics as skm
-
-    mse = float(skm.mean_squared_error(y, y_pred, sample_weight=sample_weight))
-    return {
-        "training_mean_squared_error": mse,
-        "training_root_mean_squared_error": math.sqrt(mse),
-        "training_mean_absolute_error": float(
-            skm.mean_absolute_error(y, y_pred, sample_weight=sample_weight)
-        ),
-        "training_r2_score": float(skm.r2_score(y, y_pred, sample_weight=sample_weight)),
-    }
+    return {f"training_{k}": v for k, v in scores.regression(y, y_pred, sample_weight).items()}
 
 
 def log_search(session: Session, search: Any) -> None:

@@ -1,0 +1,193 @@
+"""What autolog costs: bare training vs mltrail (local, server) vs MLflow's autolog.
+
+    python benchmarks/run.py [--reps 3] [--mlflow-reps 1] [--no-server] [--out FILE]
+
+Starts its own `mlflow server` on 127.0.0.1 (when mlflow is installed) behind a
+counting proxy, runs every cell of the table in a fresh process (benchmarks/cell.py),
+prints a Markdown table and writes it as JSON (default benchmarks/results/latest.json).
+Each time is the median of the repetitions, including the final flush; ratios
+are to bare training. It measures; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
+
+from counting_proxy import CountingProxy  # noqa: E402
+from workloads import WORKLOADS  # noqa: E402
+
+
+def run_cell(workload: str, mode: str, *, models: bool, reps: int, warmup: int,
+             uri: str | None, proxy: CountingProxy | None, env: dict[str, str]) -> dict[str, Any]:
+    cmd = [sys.executable, str(HERE / "cell.py"), workload, mode, "--reps", str(reps),
+           "--warmup", str(warmup), "--models", "on" if models else "off"]
+    if uri:
+        cmd += ["--uri", uri]
+    if proxy is not None:
+        proxy.reset()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    requests = proxy.reset() if proxy is not None and mode.endswith("server") else None
+    if done.returncode != 0:
+        tail = done.stderr.strip().splitlines()[-1:] or ["?"]
+        return {"error": tail[0]}
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["median_s"] = statistics.median(result["times"])
+    result["requests"] = requests
+    return result
+
+
+def import_time(module: str, repeats: int = 5) -> float | None:
+    if importlib.util.find_spec(module) is None:
+        return None
+    code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+    times = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                  check=True).stdout) for _ in range(repeats)]
+    return statistics.median(times)
+
+
+def installed_size_mb(distribution: str) -> float | None:
+    """Size on disk of a distribution and everything it requires, transitively."""
+    seen: set[str] = set()
+    todo = [distribution]
+    total = 0
+    while todo:
+        name = todo.pop().lower().replace("_", "-")
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        for file in dist.files or []:
+            path = Path(str(dist.locate_file(file)))
+            if path.is_file():
+                total += path.stat().st_size
+        if name == "mltrail":  # an editable install: count the source folders instead
+            for folder in (HERE.parent / "src", HERE.parent / "integrations"):
+                total += sum(p.stat().st_size for p in folder.rglob("*.py"))
+        for req in dist.requires or []:
+            if "extra ==" in req:
+                continue
+            match = re.match(r"[A-Za-z0-9._-]+", req)
+            if match:
+                todo.append(match.group(0))
+    return round(total / 1e6, 1) if seen else None
+
+
+def fmt(cell: dict[str, Any] | None, bare: float | None) -> str:
+    if cell is None:
+        return "-"
+    if "error" in cell:
+        return f"error: {cell['error'][:40]}"
+    text = f"{cell['median_s']:.2f}s"
+    if bare:
+        text += f" ({cell['median_s'] / bare:.2f}x)"
+    if cell.get("requests") is not None:
+        text += f", {cell['requests']} req"
+    return text + f", {cell['peak_mb']:.0f} MB"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=3, help="timed repetitions per cell")
+    parser.add_argument("--mlflow-reps", type=int, default=1,
+                        help="repetitions of MLflow's cells (they are slow), no warm-up")
+    parser.add_argument("--no-server", action="store_true", help="skip the server columns")
+    parser.add_argument("--workloads", nargs="*", default=list(WORKLOADS))
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "latest.json")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    env = {**os.environ, "MLTRAIL_SPOOL_DIR": tempfile.mkdtemp(prefix="mltrail-spool-"),
+           "MLFLOW_TRACKING_URI": "", "MLTRAIL_TRACKING_URI": ""}
+    server = proxy = None
+    has_mlflow = importlib.util.find_spec("mlflow") is not None
+    if has_mlflow and not args.no_server:
+        from mlflow_server import MlflowServer, free_port
+
+        server = MlflowServer(Path(tempfile.mkdtemp(prefix="mlflow-bench-")), free_port())
+        server.start()
+        proxy = CountingProxy(server.url)
+    uri = proxy.url if proxy else None
+
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        for workload in args.workloads:
+            row: dict[str, Any] = {}
+
+            def cell(mode: str, models: bool = True, reps: int = args.reps, warmup: int = 1,
+                     workload: str = workload) -> dict[str, Any]:
+                return run_cell(workload, mode, models=models, reps=reps, warmup=warmup,
+                                uri=uri if mode.endswith("server") else None, proxy=proxy,
+                                env=env)
+
+            row["bare"] = cell("bare")
+            row["mltrail-local"] = cell("mltrail-local")
+            row["mltrail-local models off"] = cell("mltrail-local", models=False)
+            if uri:
+                row["mltrail-server"] = cell("mltrail-server")
+                row["mltrail-server models off"] = cell("mltrail-server", models=False)
+                if has_mlflow:
+                    row["mlflow-server"] = cell("mlflow-server", reps=args.mlflow_reps, warmup=0)
+            results[workload] = row
+            print(f"{workload}: done ({time.perf_counter() - started:.0f}s)", file=sys.stderr)
+    finally:
+        if proxy is not None:
+            proxy.close()
+        if server is not None:
+            server.stop()
+
+    columns = ["bare", "mltrail-local", "mltrail-local models off", "mltrail-server",
+               "mltrail-server models off", "mlflow-server"]
+    columns = [c for c in columns if any(c in row for row in results.values())]
+    print("| workload | " + " | ".join(columns) + " | MLflow added time / mltrail added time |")
+    print("|---" * (len(columns) + 2) + "|")
+    for workload, row in results.items():
+        bare = row["bare"].get("median_s") or None
+        if workload == "log_metric_10k":
+            bare = None  # bare does nothing: absolute times only
+        cells = [fmt(row.get(c), bare) for c in columns]
+        print(f"| {workload} | " + " | ".join(cells) + f" | {added_ratio(row, workload)} |")
+
+    extra = {
+        "import_s": {"mltrail": import_time("mltrail"), "mlflow": import_time("mlflow")},
+        "installed_mb": {"mltrail": installed_size_mb("mltrail"),
+                         "mlflow": installed_size_mb("mlflow")},
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+    print(json.dumps(extra, indent=1))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"cells": results, **extra}, indent=1))
+    print(f"written to {args.out}", file=sys.stderr)
+
+
+def added_ratio(row: dict[str, Any], workload: str) -> str:
+    """How many times more time MLflow's autolog adds than mltrail's, both to the server."""
+    ours, theirs, bare = row.get("mltrail-server"), row.get("mlflow-server"), row.get("bare")
+    if not (ours and theirs and bare) or any("error" in c for c in (ours, theirs, bare)):
+        return "-"
+    base = 0.0 if workload == "log_metric_10k" else bare["median_s"]
+    added_ours = max(ours["median_s"] - base, 1e-3)
+    return f"{(theirs['median_s'] - base) / added_ours:.0f}x"
+
+
+if __name__ == "__main__":
+    main()
