@@ -46,7 +46,7 @@ def source() -> tuple[str, str]:
     if _in_notebook():
         return os.environ.get("JPY_SESSION_NAME", "notebook"), "NOTEBOOK"
     main = sys.argv[0] if sys.argv and sys.argv[0] else ""
-    if main in ("", "-c", "-m"):
+    if main in ("", "-", "-c", "-m"):
         return "<interactive>", "LOCAL"
     return str(Path(main).resolve()), "LOCAL"
 
