@@ -135,9 +135,24 @@ def system_tags() -> dict[str, str]:
     """The tags the MLflow UI reads, for every run this process creates."""
     name, kind = source()
     tags = {USER: user(), SOURCE_NAME: name, SOURCE_TYPE: kind}
-    where = Path(name).parent if kind == "LOCAL" and name != "<interactive>" else Path.cwd()
-    tags.update(git_facts(where))
+    tags.update(git_facts(_code_folder(name, kind)))
     return tags
+
+
+def _code_folder(name: str, kind: str) -> Path:
+    """Where the user's code is: the script's folder, else the working directory.
+
+    A console script (`mltrail demo`, a tool's entry point) lives in the
+    interpreter's own folders; the git checkout that matters is then the one the
+    user works in, not the one the interpreter was installed from.
+    """
+    if kind != "LOCAL" or name == "<interactive>":
+        return Path.cwd()
+    script = Path(name)
+    prefixes = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    if any(script.is_relative_to(prefix) for prefix in prefixes):
+        return Path.cwd()
+    return script.parent
 
 
 @functools.cache
