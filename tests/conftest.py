@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,24 +11,34 @@ import pytest
 
 import mltrail
 from mltrail import fluent
+from mltrail.autologging import options as autolog_options
 
 pytest_plugins = ["mlflow_server"]
 
 # mltrail's own logging errors are raised, not only warned about, in tests.
 os.environ["MLTRAIL_STRICT"] = "1"
+# Records spooled for a tracking server stay out of the home folder.
+os.environ["MLTRAIL_SPOOL_DIR"] = tempfile.mkdtemp(prefix="mltrail-test-spool-")
 
 
 @pytest.fixture(autouse=True)
 def _clean_tracking_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No run, experiment or tracking URI leaks from one test into the next."""
-    for name in ("MLTRAIL_TRACKING_URI", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME",
-                 "MLFLOW_EXPERIMENT_ID"):
+    """No run, experiment, tracking URI or autolog setting leaks into the next test."""
+    for name in (
+        "MLTRAIL_TRACKING_URI",
+        "MLFLOW_TRACKING_URI",
+        "MLFLOW_EXPERIMENT_NAME",
+        "MLFLOW_EXPERIMENT_ID",
+    ):
         monkeypatch.delenv(name, raising=False)
     yield
     while mltrail.active_run() is not None:
         mltrail.end_run()
     fluent._process.experiment = None
     mltrail.set_tracking_uri(None)
+    # Autolog off again: installed patches call straight through without options.
+    autolog_options._options.clear()
+    autolog_options._explicit.clear()
 
 
 @pytest.fixture

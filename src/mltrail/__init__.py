@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import entities, exceptions, plugins
+from . import entities, exceptions, models, plugins, pyfunc
 from .autologging import autolog
 from .client import MlflowClient, TrackingClient
 from .entities import Run, RunStatus, ViewType
@@ -22,6 +22,7 @@ from .fluent import (
     delete_run,
     delete_tag,
     end_run,
+    flush,
     get_artifact_uri,
     get_experiment,
     get_experiment_by_name,
@@ -36,6 +37,7 @@ from .fluent import (
     log_param,
     log_params,
     log_text,
+    register_model,
     search_experiments,
     search_runs,
     set_experiment,
@@ -65,6 +67,7 @@ __all__ = [
     "end_run",
     "entities",
     "exceptions",
+    "flush",
     "get_artifact_uri",
     "get_experiment",
     "get_experiment_by_name",
@@ -81,6 +84,9 @@ __all__ = [
     "log_param",
     "log_params",
     "log_text",
+    "models",
+    "pyfunc",
+    "register_model",
     "search_experiments",
     "search_runs",
     "set_experiment",

@@ -6,6 +6,7 @@ a bad key fails the same way whichever backend is configured.
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import time
@@ -19,8 +20,10 @@ from .entities import (
     Experiment,
     FileInfo,
     Metric,
+    ModelVersion,
     PagedList,
     Param,
+    RegisteredModel,
     Run,
     RunInfo,
     RunStatus,
@@ -29,6 +32,14 @@ from .entities import (
 )
 from .exceptions import InvalidParameterError, NotFoundError
 from .stores import Store, resolve_store
+from .stores.registry import (
+    ModelRegistry,
+    canonical_stage,
+    check_alias,
+    check_name,
+    check_version,
+    resolve_registry,
+)
 from .uri import get_tracking_uri
 
 MAX_RESULTS_DEFAULT = 1000
@@ -166,9 +177,11 @@ class TrackingClient:
             RunTag(validation.validate_key(t.key, "tag"), validation.tag_value(t.key, t.value))
             for t in tags
         ]
-        if len(clean_metrics) <= _BATCH_METRICS and len(clean_params) <= _BATCH_PARAMS and len(
-            clean_tags
-        ) <= _BATCH_TAGS:
+        if (
+            len(clean_metrics) <= _BATCH_METRICS
+            and len(clean_params) <= _BATCH_PARAMS
+            and len(clean_tags) <= _BATCH_TAGS
+        ):
             self.store.log_batch(run_id, clean_metrics, clean_params, clean_tags)
             return
         for chunk in _chunks(clean_params, _BATCH_PARAMS):
@@ -241,7 +254,9 @@ class TrackingClient:
 
     # artifacts -----------------------------------------------------------
 
-    def log_artifact(self, run_id: str, local_path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+    def log_artifact(
+        self, run_id: str, local_path: str | os.PathLike[str], artifact_path: str | None = None
+    ) -> None:
         path = Path(local_path)
         if path.is_dir():
             self.log_artifacts(run_id, path, artifact_path)
@@ -250,7 +265,9 @@ class TrackingClient:
             raise NotFoundError(f"No file to log at {str(path)!r}", resource_id=str(path))
         self.store.log_artifact(run_id, path, artifact_path)
 
-    def log_artifacts(self, run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+    def log_artifacts(
+        self, run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | None = None
+    ) -> None:
         root = Path(local_dir)
         if not root.is_dir():
             raise NotFoundError(f"No folder to log at {str(root)!r}", resource_id=str(root))
@@ -289,11 +306,201 @@ class TrackingClient:
         target = Path(dst_path) if dst_path else Path(tempfile.mkdtemp(prefix="mltrail-"))
         return str(self.store.download_artifacts(run_id, path, target))
 
+    # model registry --------------------------------------------------------
+    # MLflow's names and argument names. Arguments are checked here once; the
+    # registry (see stores/registry.py) is the store's optional capability.
 
-_ADJECTIVES = ("amber", "brisk", "calm", "deft", "eager", "fair", "glad", "keen", "lucid", "merry",
-               "noble", "proud", "quick", "rare", "sly", "tidy", "vivid", "warm", "zesty", "bold")
-_NOUNS = ("otter", "finch", "heron", "lynx", "moth", "newt", "owl", "panda", "quail", "raven",
-          "seal", "tern", "vole", "wren", "yak", "zebra", "crane", "dingo", "eel", "gecko")
+    @functools.cached_property
+    def registry(self) -> ModelRegistry:
+        """The model registry of this client's store (built on first use)."""
+        return resolve_registry(self.store)
+
+    def create_registered_model(
+        self, name: str, tags: dict[str, Any] | None = None, description: str | None = None
+    ) -> RegisteredModel:
+        """Raises AlreadyExistsError when the name is taken."""
+        return self.registry.create_registered_model(
+            check_name(name), _registry_tags(tags), description or ""
+        )
+
+    def get_registered_model(self, name: str) -> RegisteredModel:
+        return self.registry.get_registered_model(check_name(name))
+
+    def search_registered_models(
+        self,
+        filter_string: str | None = None,
+        max_results: int = 100,
+        order_by: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList:
+        """Registered models matching e.g. `name LIKE 'nyc%'`, one page at a time."""
+        return self.registry.search_registered_models(
+            filter_string, _max_results(max_results), list(order_by or []), page_token
+        )
+
+    def update_registered_model(self, name: str, description: str | None = None) -> RegisteredModel:
+        return self.registry.update_registered_model(check_name(name), description or "")
+
+    def delete_registered_model(self, name: str) -> None:
+        self.registry.delete_registered_model(check_name(name))
+
+    def set_registered_model_tag(self, name: str, key: str, value: Any) -> None:
+        tags = _registry_tags({key: value})
+        self.registry.set_registered_model_tag(check_name(name), key, tags[key])
+
+    def create_model_version(
+        self,
+        name: str,
+        source: str,
+        run_id: str | None = None,
+        tags: dict[str, Any] | None = None,
+        run_link: str | None = None,
+        description: str | None = None,
+    ) -> ModelVersion:
+        """Add a version (numbered from 1 per name) pointing at `source`, e.g. `runs:/<id>/model`.
+
+        `run_link` is accepted for MLflow compatibility and not stored.
+        """
+        if not isinstance(source, str) or not source:
+            raise InvalidParameterError("source must be a non-empty model URI", key="source")
+        return self.registry.create_model_version(
+            check_name(name), source, run_id, _registry_tags(tags), description or ""
+        )
+
+    def get_model_version(self, name: str, version: int | str) -> ModelVersion:
+        return self.registry.get_model_version(check_name(name), check_version(version))
+
+    def get_latest_versions(
+        self, name: str, stages: Sequence[str] | None = None
+    ) -> list[ModelVersion]:
+        """The newest version in each stage (of `stages`, else of every stage)."""
+        if isinstance(stages, str):
+            stages = [stages]
+        canonical = [canonical_stage(s) for s in stages or []]
+        return self.registry.get_latest_versions(check_name(name), canonical)
+
+    def search_model_versions(
+        self,
+        filter_string: str | None = None,
+        max_results: int = 10000,
+        order_by: Sequence[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList:
+        """Versions matching e.g. `name = 'nyc-taxi-regressor'` or `run_id = '...'`."""
+        return self.registry.search_model_versions(
+            filter_string, _max_results(max_results), list(order_by or []), page_token
+        )
+
+    def transition_model_version_stage(
+        self, name: str, version: int | str, stage: str, archive_existing_versions: bool = False
+    ) -> ModelVersion:
+        """Move a version to None, Staging, Production or Archived.
+
+        With `archive_existing_versions`, the other versions in the target stage
+        (Staging or Production only) move to Archived.
+        """
+        return self.registry.transition_model_version_stage(
+            check_name(name),
+            check_version(version),
+            canonical_stage(stage),
+            bool(archive_existing_versions),
+        )
+
+    def update_model_version(
+        self, name: str, version: int | str, description: str | None = None
+    ) -> ModelVersion:
+        return self.registry.update_model_version(
+            check_name(name), check_version(version), description or ""
+        )
+
+    def delete_model_version(self, name: str, version: int | str) -> None:
+        self.registry.delete_model_version(check_name(name), check_version(version))
+
+    def set_model_version_tag(self, name: str, version: int | str, key: str, value: Any) -> None:
+        tags = _registry_tags({key: value})
+        self.registry.set_model_version_tag(
+            check_name(name), check_version(version), key, tags[key]
+        )
+
+    def set_registered_model_alias(self, name: str, alias: str, version: int | str) -> None:
+        """Point `alias` (e.g. "champion") at a version; `models:/<name>@<alias>` loads it."""
+        self.registry.set_registered_model_alias(
+            check_name(name), check_alias(alias), check_version(version)
+        )
+
+    def delete_registered_model_alias(self, name: str, alias: str) -> None:
+        self.registry.delete_registered_model_alias(check_name(name), _alias_key(alias))
+
+    def get_model_version_by_alias(self, name: str, alias: str) -> ModelVersion:
+        return self.registry.get_model_version_by_alias(check_name(name), _alias_key(alias))
+
+
+_ADJECTIVES = (
+    "amber",
+    "brisk",
+    "calm",
+    "deft",
+    "eager",
+    "fair",
+    "glad",
+    "keen",
+    "lucid",
+    "merry",
+    "noble",
+    "proud",
+    "quick",
+    "rare",
+    "sly",
+    "tidy",
+    "vivid",
+    "warm",
+    "zesty",
+    "bold",
+)
+_NOUNS = (
+    "otter",
+    "finch",
+    "heron",
+    "lynx",
+    "moth",
+    "newt",
+    "owl",
+    "panda",
+    "quail",
+    "raven",
+    "seal",
+    "tern",
+    "vole",
+    "wren",
+    "yak",
+    "zebra",
+    "crane",
+    "dingo",
+    "eel",
+    "gecko",
+)
+
+
+def _registry_tags(tags: dict[str, Any] | None) -> dict[str, str]:
+    return {
+        validation.validate_key(k, "tag"): validation.tag_value(k, v)
+        for k, v in (tags or {}).items()
+    }
+
+
+def _max_results(max_results: int) -> int:
+    if not isinstance(max_results, int) or not 0 < max_results <= MAX_RESULTS_LIMIT:
+        raise InvalidParameterError(
+            f"max_results must be between 1 and {MAX_RESULTS_LIMIT}, got {max_results!r}",
+            key="max_results",
+        )
+    return max_results
+
+
+def _alias_key(alias: str) -> str:
+    if not isinstance(alias, str) or not alias:
+        raise InvalidParameterError("Alias must be a non-empty string", key="alias")
+    return alias
 
 
 def _generate_run_name() -> str:

@@ -9,14 +9,16 @@ status that says why (FINISHED, FAILED after an uncaught exception, KILLED).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import contextvars
+import copy
 import os
 import signal
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -28,13 +30,14 @@ from .entities import (
     InputTag,
     LifecycleStage,
     Metric,
+    ModelVersion,
     Param,
     Run,
     RunStatus,
     RunTag,
     ViewType,
 )
-from .exceptions import InvalidParameterError, NotFoundError, RunStateError
+from .exceptions import AlreadyExistsError, InvalidParameterError, NotFoundError, RunStateError
 from .uri import get_tracking_uri
 
 if TYPE_CHECKING:
@@ -51,7 +54,11 @@ class ActiveRun:
     Attributes:
         info: the RunInfo as of the start.
         data: the RunData as of the start.
+        adopted: True for the handle of a run taken over through `adoptable`:
+            ending it leaves the run open for the code that started it.
     """
+
+    adopted: bool = False
 
     def __init__(self, run: Run, client: TrackingClient) -> None:
         self.info = run.info
@@ -89,6 +96,63 @@ _stack: contextvars.ContextVar[tuple[ActiveRun, ...]] = contextvars.ContextVar(
 _last_run_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "mltrail_last_run_id", default=None
 )
+_adoptable: contextvars.ContextVar[ActiveRun | None] = contextvars.ContextVar(
+    "mltrail_adoptable_run", default=None
+)
+
+
+@contextlib.contextmanager
+def adoptable(run: ActiveRun) -> Iterator[None]:
+    """Let the first `start_run` in this scope take over `run` instead of starting a run.
+
+    A search integration opens one run per trial and calls the user's objective
+    inside this scope, so an objective that opens its own run, as people wrote
+    before autolog (`with mlflow.start_run(nested=True):` or a plain
+    `start_run()`), logs into the trial's run instead of failing ("already
+    active") or leaving the trial run empty beside a grandchild. The takeover
+    happens only while `run` is the innermost active run, and only for a call
+    without `run_id` or `parent_run_id` and in the same experiment; its
+    `run_name`, `tags` and `description` are applied to `run`. The handle it
+    returns is `adopted`: ending it (or leaving its `with` block) does not end
+    `run`, which its owner ends.
+    """
+    token = _adoptable.set(run)
+    try:
+        yield
+    finally:
+        _adoptable.reset(token)
+
+
+def _adopt(
+    run_id: str | None,
+    experiment_id: str | None,
+    parent_run_id: str | None,
+    run_name: str | None,
+    tags: dict[str, Any] | None,
+    description: str | None,
+) -> ActiveRun | None:
+    target = _adoptable.get()
+    if target is None or run_id is not None or parent_run_id is not None:
+        return None
+    stack = _stack.get()
+    if not stack or stack[-1] is not target:
+        return None
+    if experiment_id is not None and str(experiment_id) != target.info.experiment_id:
+        return None
+    _adoptable.set(None)  # one takeover per scope; a second start_run nests as usual
+    extra = dict(tags or {})
+    if description is not None:
+        extra[NOTE_TAG] = description
+    if run_name is not None:
+        extra["mlflow.runName"] = run_name
+    if extra:
+        target.client.log_batch(
+            target.info.run_id, tags=[RunTag(str(k), v) for k, v in extra.items()]
+        )
+    handle = copy.copy(target)
+    handle.adopted = True
+    _stack.set((*stack, handle))
+    return handle
 
 
 class _Process:
@@ -118,7 +182,9 @@ def _client() -> TrackingClient:
 # experiments ---------------------------------------------------------------
 
 
-def set_experiment(experiment_name: str | None = None, experiment_id: str | None = None) -> Experiment:
+def set_experiment(
+    experiment_name: str | None = None, experiment_id: str | None = None
+) -> Experiment:
     """Make an experiment the active one, creating it by name when it is missing."""
     if (experiment_name is None) == (experiment_id is None):
         raise InvalidParameterError(
@@ -131,12 +197,9 @@ def set_experiment(experiment_name: str | None = None, experiment_id: str | None
         assert experiment_name is not None
         found = client.get_experiment_by_name(experiment_name)
         if found is None:
-            from .exceptions import AlreadyExistsError
-
-            try:
+            # Another process may create it first: then use theirs.
+            with contextlib.suppress(AlreadyExistsError):
                 client.create_experiment(experiment_name)
-            except AlreadyExistsError:
-                pass  # another process created it first: use theirs
             found = client.get_experiment_by_name(experiment_name)
         if found is None:
             raise NotFoundError(
@@ -204,9 +267,15 @@ def start_run(
         tags: extra tags for the run.
         description: shown as the run's note in the MLflow UI.
 
+    Inside an `adoptable(run)` scope (a search trial under autolog), the first
+    call may return an adopted handle to that run instead of starting one.
+
     Raises:
         RunStateError: a run is active and neither `nested` nor `parent_run_id` is given.
     """
+    adopted = _adopt(run_id, experiment_id, parent_run_id, run_name, tags, description)
+    if adopted is not None:
+        return adopted
     stack = _stack.get()
     if stack and not nested and parent_run_id is None:
         raise RunStateError(
@@ -222,7 +291,8 @@ def start_run(
     else:
         all_tags = dict(tags or {})
         if parent_run_id is not None:
-            client.get_run(parent_run_id)  # fail now on an unknown parent id
+            if all(r.info.run_id != parent_run_id for r in stack):  # else known to exist
+                client.get_run(parent_run_id)  # fail now on an unknown parent id
             all_tags[PARENT_RUN_ID_TAG] = parent_run_id
         if description is not None:
             all_tags[NOTE_TAG] = description
@@ -249,6 +319,8 @@ def _end(active: ActiveRun, status: str) -> None:
     stack = _stack.get()
     if active in stack:
         _stack.set(tuple(r for r in stack if r is not active))
+    if active.adopted:
+        return  # the run belongs to whoever let it be adopted; they end it
     with _process.lock:
         still_open = _process.open_runs.pop(active.info.run_id, None) is not None
     if still_open:
@@ -453,6 +525,62 @@ def runs_to_frame(runs: list[Run]) -> pandas.DataFrame:
     return pd.DataFrame(rows, columns=None if rows else base)
 
 
+# model registry ------------------------------------------------------------
+
+
+def register_model(
+    model_uri: str,
+    name: str,
+    await_registration_for: int = 300,
+    *,
+    tags: dict[str, Any] | None = None,
+) -> ModelVersion:
+    """Register the model at `model_uri` as a new version of `name` (created if missing).
+
+    Args:
+        model_uri: usually `runs:/<run_id>/<path>`; a `runs:/` URI is checked
+            first, so a wrong run id or path fails here rather than at load time.
+        name: the registered model; versions count up from 1 per name.
+        await_registration_for: accepted for MLflow compatibility; registration
+            here completes before the call returns.
+        tags: tags of the new version.
+
+    Raises:
+        NotFoundError: the run does not exist or holds no model at that path.
+    """
+    import contextlib
+
+    from .exceptions import AlreadyExistsError
+
+    client = _client()
+    run_id = None
+    if model_uri.startswith("runs:/"):
+        run_id, _, path = model_uri[len("runs:/") :].lstrip("/").partition("/")
+        _check_run_model(client, run_id, path.strip("/"), model_uri)
+    with contextlib.suppress(AlreadyExistsError):  # a new version of an existing model
+        client.create_registered_model(name)
+    return client.create_model_version(name, model_uri, run_id, tags=tags)
+
+
+def _check_run_model(client: TrackingClient, run_id: str, path: str, model_uri: str) -> None:
+    client.get_run(run_id)  # an unknown run id raises NotFoundError naming it
+
+    def has_mlmodel() -> bool:
+        listed = client.list_artifacts(run_id, path or None)
+        return any(f.path.rsplit("/", 1)[-1] == "MLmodel" and not f.is_dir for f in listed)
+
+    if has_mlmodel():
+        return
+    client.store.flush()  # a remote store uploads files in the background: let them arrive
+    if not has_mlmodel():
+        top = ", ".join(f.path + ("/" if f.is_dir else "") for f in client.list_artifacts(run_id))
+        raise NotFoundError(
+            f"No model at {model_uri}: run {run_id} has no MLmodel file under {path or '/'!r} "
+            f"(its artifacts: {top or 'none'})",
+            resource_id=model_uri,
+        )
+
+
 # process exit --------------------------------------------------------------
 
 
@@ -463,6 +591,22 @@ def _flush_timeout() -> float:
         return 5.0
 
 
+def flush(timeout: float | None = None) -> bool:
+    """Wait until every record logged so far is delivered to its tracking server.
+
+    Local stores have nothing to wait for. Returns False if records are still
+    pending after `timeout` seconds (default: MLTRAIL_FLUSH_TIMEOUT, 5 s); they
+    stay on disk and `mltrail sync` ships them.
+    """
+    with _process.lock:
+        clients = list(_process.clients.values())
+    deadline = time.monotonic() + (_flush_timeout() if timeout is None else timeout)
+    delivered = True
+    for client in clients:
+        delivered &= client.store.flush(max(0.0, deadline - time.monotonic()))
+    return delivered
+
+
 def end_open_runs(status: str) -> None:
     """End every run this process still has open, then flush every store.
 
@@ -471,15 +615,12 @@ def end_open_runs(status: str) -> None:
     with _process.lock:
         open_runs = list(_process.open_runs.values())
         _process.open_runs.clear()
-        clients = list(_process.clients.values())
     for active in reversed(open_runs):  # children before their parents
         try:
             active.client.set_terminated(active.info.run_id, status)
         except Exception as exc:
             warnings.warn(f"mltrail: could not end run {active.info.run_id}: {exc}", stacklevel=1)
-    deadline = time.monotonic() + _flush_timeout()
-    for client in clients:
-        client.store.flush(max(0.0, deadline - time.monotonic()))
+    flush()
 
 
 def _at_exit() -> None:

@@ -2,11 +2,15 @@
 
 An integration (see `enabling` for what it defines) patches its framework with
 `safe_patch`, opens a `training_run` in each patched training call, and logs
-through the `Session` it gets. Nothing here knows any framework.
+through the `Session` it gets. A search integration runs each trial in its own
+child run, under `isolated()` (what the trial trains logs into the trial's run)
+and `adoptable(run)` (a `start_run` in the user's objective reuses that run).
+Nothing here knows any framework.
 """
 
 from __future__ import annotations
 
+from ..fluent import adoptable
 from .enabling import autolog, enable, owner_of, unsupported_versions
 from .options import AutologOptions
 from .patching import is_patched, safe_patch
@@ -28,6 +32,7 @@ __all__ = [
     "AutologOptions",
     "MltrailWarning",
     "Session",
+    "adoptable",
     "autolog",
     "current_session",
     "enable",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,10 +163,10 @@ def load_state(run_dir: Path) -> RunState:
     return state
 
 
-def write_summary(run_dir: Path, state: RunState) -> None:
+def write_summary(run_dir: Path, state: RunState | str) -> None:
     """Replace the summary atomically, so a reader sees the old one or the new one."""
-    tmp = run_dir / f".{SUMMARY}.{os.getpid()}.tmp"
-    tmp.write_text(state.to_json())
+    tmp = run_dir / f".{SUMMARY}.{os.getpid()}.{threading.get_ident()}.tmp"
+    tmp.write_text(state if isinstance(state, str) else state.to_json())
     os.replace(tmp, run_dir / SUMMARY)
 
 

@@ -13,14 +13,17 @@ processes writing different runs of one experiment never touch the same file.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import hashlib
 import json
 import os
+import queue
 import shutil
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +87,7 @@ class LocalStore:
         self._lock = threading.RLock()
         self._open: dict[str, _OpenRun] = {}
         self._run_dirs: dict[str, Path] = {}
+        self._syncer = _Syncer()
 
     # experiments ---------------------------------------------------------
 
@@ -121,9 +125,10 @@ class LocalStore:
         try:
             fd = os.open(self._name_file(name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
-            shutil.rmtree(exp_dir, ignore_errors=True)
-            if fixed_id is not None:  # another process created the default first
+            if fixed_id is not None:
+                # Another process created the default first. Its folder is this one: keep it.
                 return fixed_id
+            shutil.rmtree(exp_dir, ignore_errors=True)
             raise AlreadyExistsError(
                 f"Experiment {name!r} already exists", resource_id=name
             ) from None
@@ -278,7 +283,9 @@ class LocalStore:
             self._catch_up(opened)
         return opened
 
-    def _append(self, run_id: str, record: dict[str, Any], *, check_active: bool = True) -> RunState:
+    def _append(
+        self, run_id: str, record: dict[str, Any], *, check_active: bool = True
+    ) -> RunState:
         with self._lock:
             opened = self._opened(run_id)
             state = opened.state
@@ -309,13 +316,10 @@ class LocalStore:
             return state.to_run().info
 
     def _close(self, run_id: str) -> None:
-        """Make a finished run durable, write its summary and release its descriptor."""
+        """Hand a finished run to the syncer, which makes it durable in the background."""
         opened = self._open.pop(run_id, None)
-        if opened is None:
-            return
-        os.fsync(opened.fd)
-        os.close(opened.fd)
-        journal.write_summary(opened.run_dir, opened.state)
+        if opened is not None:
+            self._syncer.submit(opened.fd, opened.run_dir, opened.state.to_json())
 
     def set_lifecycle(self, run_id: str, deleted: bool) -> None:
         stage = LifecycleStage.DELETED if deleted else LifecycleStage.ACTIVE
@@ -441,7 +445,55 @@ class LocalStore:
         return target
 
     def flush(self, timeout: float | None = None) -> bool:
-        return True  # every record reached the OS when it was logged
+        """Wait until finished runs are fsynced; every record already reached the OS."""
+        return self._syncer.wait(timeout)
+
+
+class _Syncer:
+    """Fsyncs, closes and summarises finished runs on a background thread.
+
+    An fsync costs milliseconds, more than everything else about a small run, so
+    `end_run` does not wait for it: each record already reached the OS when it
+    was logged (a crash of the process loses nothing), and the fsync that guards
+    against a crash of the machine follows at once. `flush()` and interpreter
+    exit wait for it. A summary written late is still correct: a reader replays
+    whatever the journal holds past the summary's offset.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[tuple[int, Path, str]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, fd: int, run_dir: Path, summary: str) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._work, name="mltrail-local-sync", daemon=True
+                )
+                self._thread.start()
+                atexit.register(self.wait, 30.0)
+        self._queue.put((fd, run_dir, summary))
+
+    def _work(self) -> None:
+        while True:
+            fd, run_dir, summary = self._queue.get()
+            try:
+                os.fsync(fd)
+                os.close(fd)
+                journal.write_summary(run_dir, summary)
+            except OSError as exc:  # a folder removed under us: the journal is what counts
+                warnings.warn(f"mltrail: could not finish writing {run_dir}: {exc}", stacklevel=1)
+            finally:
+                self._queue.task_done()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._queue.unfinished_tasks:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.002)
+        return True
 
 
 def _safe_join(root: Path, rel: str | None) -> Path:

@@ -1,0 +1,60 @@
+"""Where hyperopt is patched: the search loop, and the evaluation of one trial.
+
+`fmin` is looked up in three places (`hyperopt.fmin`, the module
+`hyperopt.fmin`, and `Trials.fmin`, which calls `fmin` again), and a user who
+ran `from hyperopt import fmin` before `autolog()` holds the unpatched
+function. Every one of those calls runs `FMinIter.exhaust` exactly once, a
+method looked up on the class at call time, so that is where a search begins
+and ends: one parent run per `fmin` call, whatever the import order. Each trial
+goes through `Domain.evaluate(config, ctrl)`, whose `ctrl.current_trial` names
+the trial, so that is where a trial's child run is opened.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from typing import Any
+
+import mltrail.autologging as autologging
+
+from .search import FLAVOR, Search
+
+# The search under way in this context; a trial's evaluate finds its search here.
+_search: contextvars.ContextVar[Search | None] = contextvars.ContextVar(
+    "mltrail_hyperopt_search", default=None
+)
+
+
+def patch_hyperopt(module: Any) -> None:
+    autologging.safe_patch(FLAVOR, module.FMinIter, "exhaust", _exhaust_wrapper)
+    autologging.safe_patch(FLAVOR, module.Domain, "evaluate", _evaluate_wrapper)
+
+
+def _exhaust_wrapper(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    if instance is None:
+        return wrapped(*args, **kwargs)
+    with autologging.training_run(FLAVOR) as session:
+        if session is None:
+            return wrapped(*args, **kwargs)
+        search = session.safe("start recording the search", Search.start, session, instance)
+        if search is None:
+            return wrapped(*args, **kwargs)
+        token = _search.set(search)
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            _search.reset(token)
+            session.safe("record the search's outcome", search.finish)
+
+
+def _evaluate_wrapper(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    search = _search.get()
+    # Only the domain of the search under way, evaluated in its own process and thread.
+    if search is None or not search.live or instance is not search.domain:
+        return wrapped(*args, **kwargs)
+    return search.evaluate(wrapped, instance, args, kwargs)

@@ -1,0 +1,172 @@
+"""Where xgboost is patched: `train`, `cv`, and the sklearn wrappers' `fit`.
+
+`xgboost.train` is one function reachable under three names that callers look
+up separately: `xgboost.train`, `xgboost.training.train` and `xgboost.sklearn.train`
+(the wrappers call the name bound in their own module). Each name is patched.
+
+A wrapper's `fit` and the `train` it calls are one run. The fit opens the run
+and logs `get_params()`, the data, importance and the model; the inner `train`
+recognises the fit's session (`_fit_session`) and only adds the per-round
+metrics callback and the early-stopping results.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import mltrail.autologging as autologging
+
+from . import recording
+from .callback import MetricsCallback
+
+FLAVOR = "xgboost"
+TRAIN_OWNERS = ("xgboost", "xgboost.training", "xgboost.sklearn")
+
+# The session of the wrapper fit under way, handed to the one `train` call it makes.
+_fit_session: contextvars.ContextVar[autologging.Session | None] = contextvars.ContextVar(
+    "mltrail_xgboost_fit_session", default=None
+)
+
+
+def patch_all(xgboost: Any) -> None:
+    """Patch `train` under each of its names, `cv`, and every sklearn wrapper's `fit`."""
+    for name in TRAIN_OWNERS:
+        owner = sys.modules.get(name)
+        if owner is not None:
+            autologging.safe_patch(FLAVOR, owner, "train", _train_wrapper)
+    for name in ("xgboost", "xgboost.training"):
+        owner = sys.modules.get(name)
+        if owner is not None:
+            autologging.safe_patch(FLAVOR, owner, "cv", _cv_wrapper)
+    sklearn_api = sys.modules.get("xgboost.sklearn")
+    if sklearn_api is not None:
+        for cls in _model_classes(sklearn_api.XGBModel):
+            if "fit" in cls.__dict__:
+                autologging.safe_patch(FLAVOR, cls, "fit", _fit_wrapper)
+
+
+def _model_classes(base: type) -> list[type]:
+    """`base` and every subclass defined so far (the wrappers xgboost ships)."""
+    found, todo = [base], [base]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub not in found:
+                found.append(sub)
+                todo.append(sub)
+    return found
+
+
+def _call_with_metrics(
+    session: autologging.Session,
+    wrapped: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    arguments: dict[str, Any] | None,
+) -> Any:
+    """Run the original with the metrics callback added; then log early stopping.
+
+    The original is called outside `session.safe`, so whatever training raises
+    reaches the user unchanged, after the rounds it ran are queued (the session
+    writes them when it closes). If the callback cannot be added, the user's
+    call runs as given.
+    """
+    callback = MetricsCallback(session)
+    patched = session.safe(
+        "add the metrics callback", recording.with_callback, wrapped, args, kwargs, callback
+    )
+    call_args, call_kwargs = patched if patched is not None else (args, kwargs)
+    try:
+        result = wrapped(*call_args, **call_kwargs)
+    finally:  # the rounds run so far are kept however training ends
+        session.safe("log metrics", callback.push)
+    if arguments is not None and recording.has_early_stopping(arguments):
+        session.safe("log early stopping", recording.log_early_stopping, session, callback)
+    return result
+
+
+def _train_wrapper(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    fit_session = _fit_session.get()
+    if fit_session is not None and autologging.current_session() is fit_session:
+        token = _fit_session.set(None)  # only the fit's own train call; not one nested in it
+        try:
+            arguments = fit_session.safe(
+                "read the train arguments", recording.bind, wrapped, args, kwargs
+            )
+            return _call_with_metrics(fit_session, wrapped, args, kwargs, arguments)
+        finally:
+            _fit_session.reset(token)
+    with autologging.training_run(FLAVOR) as session:
+        if session is None:
+            return wrapped(*args, **kwargs)
+        arguments = session.safe("read the train arguments", recording.bind, wrapped, args, kwargs)
+        if arguments is not None:
+            session.safe(
+                "log params", recording.log_call_params, session, arguments, recording.TRAIN_ARGS
+            )
+            session.safe(
+                "log the dataset", recording.log_dmatrix_input, session, arguments.get("dtrain")
+            )
+        booster = _call_with_metrics(session, wrapped, args, kwargs, arguments)
+        session.safe("log feature importance", recording.log_importance, session, booster)
+        if session.options.log_models:
+            session.safe(
+                "log the model",
+                recording.log_fitted_model,
+                session,
+                booster,
+                (arguments or {}).get("dtrain"),
+            )
+        return booster
+
+
+def _cv_wrapper(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    with autologging.training_run(FLAVOR) as session:
+        if session is None:
+            return wrapped(*args, **kwargs)
+        arguments = session.safe("read the cv arguments", recording.bind, wrapped, args, kwargs)
+        if arguments is not None:
+            session.safe(
+                "log params", recording.log_call_params, session, arguments, recording.CV_ARGS
+            )
+            session.safe(
+                "log the dataset", recording.log_dmatrix_input, session, arguments.get("dtrain")
+            )
+        return _call_with_metrics(session, wrapped, args, kwargs, arguments)
+
+
+def _fit_wrapper(
+    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    if autologging.in_training() or instance is None:
+        return wrapped(*args, **kwargs)
+    with autologging.training_run(FLAVOR) as session:
+        if session is None:
+            return wrapped(*args, **kwargs)
+        arguments = session.safe("read the fit arguments", recording.bind, wrapped, args, kwargs)
+        session.safe("log params", recording.log_estimator_params, session, instance)
+        if arguments is not None:
+            session.log_input(arguments.get("X"), arguments.get("y"))
+        token = _fit_session.set(session)
+        try:
+            result = wrapped(*args, **kwargs)
+        finally:
+            _fit_session.reset(token)
+        booster = session.safe("read the booster", instance.get_booster)
+        if booster is not None:
+            session.safe("log feature importance", recording.log_importance, session, booster)
+        if session.options.log_models:
+            session.safe(
+                "log the model",
+                recording.log_fitted_model,
+                session,
+                instance,
+                (arguments or {}).get("X"),
+            )
+        return result

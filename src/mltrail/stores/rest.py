@@ -1,0 +1,920 @@
+"""The remote store: any MLflow tracking server by its http(s):// address.
+
+Writes never wait on the network. Each logging call lands first in the spool
+(`mltrail.stores.spool`: a local journal store, each record on disk before the
+call returns); a daemon thread (`mltrail.stores.sender`) ships the records in
+`runs/log-batch` requests over one keep-alive session, retrying with backoff
+while the server is down, answers 5xx/429 or hangs. What is still unsent when
+the process exits stays in the spool, and one message names the command that
+ships it: ``mltrail sync``.
+
+Run ids: `create_run` asks the server for the run synchronously, for at most
+``MLTRAIL_CREATE_TIMEOUT`` seconds (default 2), so a run normally has the
+server's id. When the server does not answer, the run gets a local id and
+works offline; the sender creates it on the server later, looking up the
+``mltrail.clientRunId`` tag first so a lost answer never makes a second run.
+The local id keeps resolving to the server run afterwards (the spool maps it).
+
+Reads go to the server, after waiting briefly (``MLTRAIL_READ_FLUSH_TIMEOUT``)
+for this process's unsent records of the run read; with the server
+unreachable, runs the spool holds are read from there, with a warning.
+
+Artifacts go through the server's proxied artifact API (the default of
+``mlflow server``, ``--serve-artifacts``); a server that does not proxy
+artifacts gets a clear error naming that flag. Auth, TLS, timeouts, retries
+and the spool folder are set by environment variables listed in
+`mltrail.stores.http`. ``MLTRAIL_FLUSH_TIMEOUT`` (default 5 s) bounds the wait
+for delivery at interpreter exit.
+
+Other server features (the model registry) use `RestStore.http`, the one
+session to the server, and `RestStore.server_run_id`, which turns a local run
+id into the server's.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import sys
+import threading
+import time
+import uuid
+import warnings
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..entities import (
+    Dataset,
+    DatasetInput,
+    Experiment,
+    FileInfo,
+    InputTag,
+    Metric,
+    PagedList,
+    Param,
+    Run,
+    RunData,
+    RunInfo,
+    RunInputs,
+    RunStatus,
+    RunTag,
+    ViewType,
+)
+from ..exceptions import (
+    AlreadyExistsError,
+    InvalidParameterError,
+    NotFoundError,
+    RemoteError,
+)
+from . import journal
+from .http import HttpSession, RemoteSettings, artifact_root, is_transient
+from .sender import Sender, Shipper
+from .spool import CLIENT_RUN_ID_TAG, TMP_PREFIX, ShipState, Spool, pending
+
+LOCAL_EXPERIMENT_PREFIX = "local-"  # an experiment created while the server was down
+_VIEW_TYPES = {
+    ViewType.ACTIVE_ONLY: "ACTIVE_ONLY",
+    ViewType.DELETED_ONLY: "DELETED_ONLY",
+    ViewType.ALL: "ALL",
+}
+_HISTORY_PAGE = 25_000
+_EXPERIMENT_PAGE = 1_000
+_READ_FLUSH_CAP = 60.0  # a read waits for its run's records while the server makes progress
+
+_stores: weakref.WeakSet[RestStore] = weakref.WeakSet()
+
+
+@dataclass
+class _RunRef:
+    """A run this store knows: its spool folder and, once created there, its server id."""
+
+    spool_id: str
+    run_dir: Path
+    server_id: str | None
+    artifact_uri: str | None
+
+
+def _metric_value(raw: Any) -> float:
+    return float(raw)  # float() reads "NaN", "Infinity" and "-Infinity" too
+
+
+def parse_run(raw: dict[str, Any]) -> Run:
+    """A Run from the REST API's JSON."""
+    info = raw["info"]
+    data = raw.get("data") or {}
+    latest: dict[str, tuple[int, int, float]] = {}
+    for m in data.get("metrics", []):
+        point = (int(m.get("step", 0)), int(m.get("timestamp", 0)), _metric_value(m["value"]))
+        if m["key"] not in latest or point[:2] >= latest[m["key"]][:2]:
+            latest[m["key"]] = point
+    inputs = []
+    for item in (raw.get("inputs") or {}).get("dataset_inputs", []):
+        ds = item["dataset"]
+        inputs.append(
+            DatasetInput(
+                Dataset(
+                    name=ds.get("name", ""),
+                    digest=ds.get("digest", ""),
+                    source_type=ds.get("source_type", ""),
+                    source=ds.get("source", ""),
+                    schema=ds.get("schema", ""),
+                    profile=ds.get("profile", ""),
+                ),
+                tuple(InputTag(t["key"], t.get("value", "")) for t in item.get("tags", [])),
+            )
+        )
+    return Run(
+        info=RunInfo(
+            run_id=info["run_id"],
+            experiment_id=str(info["experiment_id"]),
+            run_name=info.get("run_name", ""),
+            user_id=info.get("user_id", ""),
+            status=info.get("status", RunStatus.RUNNING),
+            start_time=int(info.get("start_time") or 0),
+            end_time=int(info["end_time"]) if info.get("end_time") else None,
+            artifact_uri=info.get("artifact_uri", ""),
+            lifecycle_stage=info.get("lifecycle_stage", "active"),
+        ),
+        data=RunData(
+            metrics={k: v[2] for k, v in latest.items()},
+            params={p["key"]: p.get("value", "") for p in data.get("params", [])},
+            tags={t["key"]: t.get("value", "") for t in data.get("tags", [])},
+        ),
+        inputs=RunInputs(tuple(inputs)),
+    )
+
+
+def parse_experiment(raw: dict[str, Any]) -> Experiment:
+    return Experiment(
+        experiment_id=str(raw["experiment_id"]),
+        name=raw["name"],
+        artifact_location=raw.get("artifact_location", ""),
+        lifecycle_stage=raw.get("lifecycle_stage", "active"),
+        tags={t["key"]: t.get("value", "") for t in raw.get("tags", [])},
+        creation_time=raw.get("creation_time"),
+        last_update_time=raw.get("last_update_time"),
+    )
+
+
+def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
+    return [{"key": k, "value": v} for k, v in tags.items()]
+
+
+class RestStore:
+    """A Store on an MLflow tracking server, spooled on local disk (see the module doc).
+
+    Args:
+        uri: the server address, ``http(s)://[user:password@]host[:port][/prefix]``.
+        settings: timeouts, retry policy and spool root; default: from the environment.
+    """
+
+    def __init__(self, uri: str, settings: RemoteSettings | None = None) -> None:
+        self.settings = settings or RemoteSettings.from_env()
+        self.http = HttpSession(uri, self.settings)
+        self.uri = self.http.base_url
+        self.spool = Spool(self.settings.spool_dir, self.uri)
+        self._lock = threading.RLock()
+        self._refs: dict[str, _RunRef] = {}
+        self._experiment_names: dict[str, str] = {}  # server experiment id -> name
+        self._last_flush: tuple[float, bool] | None = None
+        self._exit_reported = False
+        self._start_sender()
+        _stores.add(self)
+        atexit.register(_report_at_exit, weakref.ref(self))
+
+    def _start_sender(self) -> None:
+        shipper = Shipper(
+            self.http,
+            self.spool,
+            retries=min(1, self.settings.retries),
+            on_created=self._on_created,
+        )
+        self.sender = Sender(shipper, self.settings)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.RLock()
+        self.http = HttpSession(self.uri, self.settings)
+        self._start_sender()
+
+    # run ids -------------------------------------------------------------
+
+    def _on_created(self, spool_id: str, server_id: str, artifact_uri: str | None) -> None:
+        with self._lock:
+            ref = self._refs.get(spool_id)
+            if ref is not None:
+                ref.server_id = server_id
+                ref.artifact_uri = artifact_uri
+                self._refs[server_id] = ref
+
+    def _known(self, run_id: str) -> _RunRef | None:
+        """The run's reference if the spool has it (without asking the server)."""
+        ref = self._refs.get(run_id)
+        if ref is not None:
+            return ref
+        if not isinstance(run_id, str) or not run_id:
+            return None
+        try:
+            run_dir = self.spool.store.run_dir(run_id)
+        except NotFoundError:
+            return None
+        state = ShipState.load(run_dir)
+        ref = _RunRef(run_id, run_dir, state.server_run_id, state.artifact_uri)
+        with self._lock:
+            self._refs[run_id] = ref
+            if ref.server_id:
+                self._refs.setdefault(ref.server_id, ref)
+        return ref
+
+    def _ref(self, run_id: str) -> _RunRef:
+        """The run's reference for writing: a run only the server has is adopted."""
+        ref = self._refs.get(run_id)
+        if ref is not None:
+            return ref
+        return self._known(run_id) or self._adopt(run_id)
+
+    def _adopt(self, run_id: str) -> _RunRef:
+        """Mirror a server run (created elsewhere) in the spool so writes can go there."""
+        run = self._server_run(run_id)
+        spool_exp = self._spool_experiment(run.info.experiment_id)
+        self.spool.ensure_folder()
+        with self._lock:
+            ref = self._refs.get(run_id)
+            if ref is not None:
+                return ref
+            store = self.spool.store
+            with contextlib.suppress(FileExistsError):  # another process adopted it first
+                store.create_run(
+                    spool_exp,
+                    run.info.user_id,
+                    run.info.start_time,
+                    [RunTag(k, v) for k, v in run.data.tags.items()],
+                    run.info.run_name,
+                    run_id=run_id,
+                )
+            run_dir = store.run_dir(run_id)
+            # What the server has seeds the spool (so a param conflict is caught at once)
+            # and is marked shipped.
+            if run.data.params and not ShipState.load(run_dir).server_run_id:
+                store.log_batch(run_id, [], [Param(k, v) for k, v in run.data.params.items()], [])
+            if run.info.lifecycle_stage == "deleted":
+                store.set_lifecycle(run_id, deleted=True)
+            state = ShipState.load(run_dir)
+            if state.server_run_id is None:
+                state.server_run_id = run_id
+                state.server_experiment_id = run.info.experiment_id
+                state.artifact_uri = run.info.artifact_uri
+                state.offset = os.stat(run_dir / journal.JOURNAL).st_size
+                state.save(run_dir)
+            ref = _RunRef(run_id, run_dir, run_id, run.info.artifact_uri)
+            self._refs[run_id] = ref
+            return ref
+
+    def server_run_id(self, run_id: str, timeout: float | None = None) -> str:
+        """The server's id of a run, for requests that must name it (the model registry).
+
+        Waits first, like a read, for this process's unsent records and artifacts of
+        the run (a model logged just before it is registered). A run logged offline
+        has a local id until the sender creates it on the server; this waits up to
+        `timeout` seconds (default MLTRAIL_FLUSH_TIMEOUT) for that.
+
+        Raises:
+            RemoteError: the run is not on the server yet.
+        """
+        ref = self._known(run_id)
+        if ref is None:
+            return run_id  # not spooled here: it can only be a server id
+        self._flush_for_read(ref)
+        if ref.server_id is None:
+            self.sender.notify(ref.spool_id, ref.run_dir)
+            self.sender.flush(_flush_timeout() if timeout is None else timeout, [ref.spool_id])
+        if ref.server_id is None:
+            raise RemoteError(
+                f"Run {run_id} was logged while {self.uri} was unreachable and is not on the "
+                "server yet; run `mltrail sync` once the server answers",
+                error_code="TEMPORARILY_UNAVAILABLE",
+            )
+        return ref.server_id
+
+    def _public_id(self, ref: _RunRef) -> str:
+        return ref.server_id or ref.spool_id
+
+    # experiments ---------------------------------------------------------
+
+    def _public_experiment_id(self, spool_id: str) -> str:
+        mapped = self.spool.server_experiment(spool_id)
+        return mapped if mapped is not None else f"{LOCAL_EXPERIMENT_PREFIX}{spool_id}"
+
+    def _spool_experiment(self, server_experiment_id: str, name: str | None = None) -> str:
+        """The spool experiment mirroring a server experiment, created on first use."""
+        found = self.spool.spool_experiment_for(server_experiment_id)
+        if found is not None:
+            return found
+        name = name or self._experiment_names.get(server_experiment_id)
+        if name is None and self.sender.may_try():
+            try:
+                answer = self.http.call(
+                    "GET",
+                    "experiments/get",
+                    {"experiment_id": server_experiment_id},
+                    timeout=self.settings.create_timeout,
+                    retries=0,
+                )
+                name = str(answer["experiment"]["name"])
+            except RemoteError:
+                pass  # only the spool folder's name depends on it
+        if name is None:
+            name = f"server-experiment-{server_experiment_id}"
+        self.spool.ensure_folder()
+        store = self.spool.store
+        existing = store.get_experiment_by_name(name)
+        if existing is None:
+            try:
+                spool_id = store.create_experiment(name)
+            except AlreadyExistsError:
+                existing = store.get_experiment_by_name(name)
+                assert existing is not None
+                spool_id = existing.experiment_id
+        else:
+            spool_id = existing.experiment_id
+        self.spool.map_experiment(spool_id, server_experiment_id)
+        return spool_id
+
+    def _learn(self, experiment: Experiment) -> Experiment:
+        self._experiment_names[experiment.experiment_id] = experiment.name
+        return experiment
+
+    def _spool_to_public(self, experiment: Experiment) -> Experiment:
+        return replace(
+            experiment, experiment_id=self._public_experiment_id(experiment.experiment_id)
+        )
+
+    def _offline(self, exc: BaseException, what: str) -> None:
+        """Note a transient failure of a foreground call, and warn about the fallback."""
+        self.sender.mark_down(exc)
+        warnings.warn(
+            f"mltrail: {exc}; {what} from the local spool {self.spool.folder}", stacklevel=3
+        )
+
+    def create_experiment(
+        self, name: str, artifact_location: str | None = None, tags: dict[str, str] | None = None
+    ) -> str:
+        if not name or not isinstance(name, str):
+            raise InvalidParameterError("Experiment name must be a non-empty string", key="name")
+        payload: dict[str, Any] = {"name": name}
+        if artifact_location:
+            payload["artifact_location"] = artifact_location
+        if tags:
+            payload["tags"] = _tag_list(tags)
+        try:
+            answer = self.http.call("POST", "experiments/create", payload)
+        except AlreadyExistsError:
+            raise AlreadyExistsError(
+                f"Experiment {name!r} already exists on {self.uri}", resource_id=name
+            ) from None
+        except RemoteError as exc:
+            if not is_transient(exc):
+                raise
+            self._offline(exc, f"experiment {name!r} is created")
+            self.spool.ensure_folder()
+            spool_id = self.spool.store.create_experiment(name, artifact_location, tags)
+            return f"{LOCAL_EXPERIMENT_PREFIX}{spool_id}"
+        experiment_id = str(answer["experiment_id"])
+        self._experiment_names[experiment_id] = name
+        return experiment_id
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        experiment_id = str(experiment_id)
+        if experiment_id.startswith(LOCAL_EXPERIMENT_PREFIX):
+            spool_id = experiment_id[len(LOCAL_EXPERIMENT_PREFIX) :]
+            mapped = self.spool.server_experiment(spool_id)
+            if mapped is None:
+                local = self.spool.store.get_experiment(spool_id)
+                return replace(local, experiment_id=experiment_id)
+            experiment_id = mapped
+        try:
+            answer = self.http.call("GET", "experiments/get", {"experiment_id": experiment_id})
+        except NotFoundError:
+            raise NotFoundError(
+                f"No experiment with id {experiment_id!r} on {self.uri}", resource_id=experiment_id
+            ) from None
+        except RemoteError as exc:
+            spool_id = self.spool.spool_experiment_for(experiment_id)
+            if not is_transient(exc) or spool_id is None:
+                raise
+            self._offline(exc, f"experiment {experiment_id} is read")
+            return replace(self.spool.store.get_experiment(spool_id), experiment_id=experiment_id)
+        return self._learn(parse_experiment(answer["experiment"]))
+
+    def get_experiment_by_name(self, name: str) -> Experiment | None:
+        try:
+            answer = self.http.call("GET", "experiments/get-by-name", {"experiment_name": name})
+        except NotFoundError:
+            return None
+        except RemoteError as exc:
+            if not is_transient(exc):
+                raise
+            self._offline(exc, f"experiment {name!r} is read")
+            found = self.spool.store.get_experiment_by_name(name)
+            return None if found is None else self._spool_to_public(found)
+        return self._learn(parse_experiment(answer["experiment"]))
+
+    def search_experiments(self, view_type: int = ViewType.ACTIVE_ONLY) -> list[Experiment]:
+        found: list[Experiment] = []
+        token = None
+        try:
+            for _ in range(10_000):  # bounded paging
+                payload: dict[str, Any] = {
+                    "view_type": _VIEW_TYPES.get(view_type, "ACTIVE_ONLY"),
+                    "max_results": _EXPERIMENT_PAGE,
+                }
+                if token:
+                    payload["page_token"] = token
+                answer = self.http.call("POST", "experiments/search", payload)
+                found.extend(
+                    self._learn(parse_experiment(e)) for e in answer.get("experiments", [])
+                )
+                token = answer.get("next_page_token")
+                if not token:
+                    break
+        except RemoteError as exc:
+            if not is_transient(exc):
+                raise
+            self._offline(exc, "experiments are listed")
+            local = self.spool.store.search_experiments(view_type)
+            return [self._spool_to_public(e) for e in local]
+        return found
+
+    # runs ----------------------------------------------------------------
+
+    def create_run(
+        self,
+        experiment_id: str,
+        user_id: str,
+        start_time: int,
+        tags: Sequence[RunTag],
+        run_name: str,
+    ) -> Run:
+        experiment_id = str(experiment_id)
+        client_id = uuid.uuid4().hex
+        tag_map = {t.key: t.value for t in tags}
+        tag_map[CLIENT_RUN_ID_TAG] = client_id
+        if experiment_id.startswith(LOCAL_EXPERIMENT_PREFIX):
+            spool_exp: str | None = experiment_id[len(LOCAL_EXPERIMENT_PREFIX) :]
+            self.spool.store.get_experiment(spool_exp)  # NotFoundError for a bad id
+            server_exp = self.spool.server_experiment(spool_exp)
+        else:
+            spool_exp, server_exp = None, experiment_id
+        answer = None
+        if server_exp is not None and self.sender.may_try():
+            try:
+                answer = self.http.call(
+                    "POST",
+                    "runs/create",
+                    {
+                        "experiment_id": server_exp,
+                        "user_id": user_id,
+                        "start_time": start_time,
+                        "run_name": run_name,
+                        "tags": _tag_list(tag_map),
+                    },
+                    timeout=self.settings.create_timeout,
+                    retries=0,  # not idempotent; the sender finds a late-created run by tag
+                )
+                self.sender.mark_up()
+            except NotFoundError:
+                raise NotFoundError(
+                    f"No experiment with id {experiment_id!r} on {self.uri}",
+                    resource_id=experiment_id,
+                ) from None
+            except RemoteError as exc:
+                if not is_transient(exc):
+                    raise
+                self.sender.mark_down(exc)
+        if spool_exp is None:
+            assert server_exp is not None
+            spool_exp = self._spool_experiment(server_exp)
+        self.spool.ensure_folder()
+        server_run = parse_run(answer["run"]) if answer is not None else None
+        spool_id = server_run.info.run_id if server_run is not None else client_id
+        run = self.spool.store.create_run(
+            spool_exp,
+            user_id,
+            start_time,
+            [RunTag(k, v) for k, v in tag_map.items()],
+            run_name,
+            run_id=spool_id,
+        )
+        run_dir = self.spool.store.run_dir(spool_id)
+        state = ShipState(
+            client_run_id=spool_id,
+            server_run_id=spool_id if server_run is not None else None,
+            server_experiment_id=server_exp,
+            create={
+                "start_time": start_time,
+                "user_id": user_id,
+                "run_name": run_name,
+                "tags": tag_map,
+            },
+            artifact_uri=server_run.info.artifact_uri if server_run is not None else None,
+        )
+        state.save(run_dir)
+        ref = _RunRef(spool_id, run_dir, state.server_run_id, state.artifact_uri)
+        with self._lock:
+            self._refs[spool_id] = ref
+        if server_run is not None:
+            return server_run
+        self.sender.notify(spool_id, run_dir)  # to be created on the server
+        return self._spool_run_public(run, ref)
+
+    def _spool_run_public(self, run: Run, ref: _RunRef) -> Run:
+        """A spool Run with the ids the user knows (server ids where they exist)."""
+        info = replace(
+            run.info,
+            run_id=self._public_id(ref),
+            experiment_id=self._public_experiment_id(run.info.experiment_id),
+            artifact_uri=ref.artifact_uri or run.info.artifact_uri,
+        )
+        return replace(run, info=info)
+
+    def _server_run(self, run_id: str) -> Run:
+        try:
+            answer = self.http.call("GET", "runs/get", {"run_id": run_id})
+            self.sender.mark_up()
+        except NotFoundError:
+            raise NotFoundError(
+                f"No run with id {run_id!r} on {self.uri}", resource_id=run_id
+            ) from None
+        return parse_run(answer["run"])
+
+    def _flush_for_read(self, ref: _RunRef | None) -> None:
+        if ref is not None and self.sender.has_pending(ref.spool_id):
+            self.sender.flush(
+                _READ_FLUSH_CAP, [ref.spool_id], stall=self.settings.read_flush_timeout
+            )
+
+    def get_run(self, run_id: str) -> Run:
+        ref = self._known(run_id)
+        self._flush_for_read(ref)
+        server_id = ref.server_id if ref is not None else run_id
+        if server_id is not None:
+            try:
+                return self._server_run(server_id)
+            except RemoteError as exc:
+                if not is_transient(exc) or ref is None:
+                    raise
+                self._offline(exc, f"run {run_id} is read")
+        assert ref is not None
+        return self._spool_run_public(self.spool.store.get_run(ref.spool_id), ref)
+
+    def update_run_info(
+        self, run_id: str, status: str, end_time: int | None, run_name: str | None = None
+    ) -> RunInfo:
+        ref = self._ref(run_id)
+        info = self.spool.store.update_run_info(ref.spool_id, status, end_time, run_name)
+        self.sender.notify(ref.spool_id, ref.run_dir)
+        if RunStatus.is_terminated(status) and self.sender.healthy:
+            # The records are on disk; give a healthy server a moment to have them too,
+            # so a read right after the run shows everything. Delivery proper is at exit.
+            self.sender.flush(self.settings.end_run_timeout, [ref.spool_id])
+        return replace(
+            info,
+            run_id=self._public_id(ref),
+            experiment_id=self._public_experiment_id(info.experiment_id),
+            artifact_uri=ref.artifact_uri or info.artifact_uri,
+        )
+
+    def set_lifecycle(self, run_id: str, deleted: bool) -> None:
+        ref = self._ref(run_id)
+        self.spool.store.set_lifecycle(ref.spool_id, deleted)
+        self.sender.notify(ref.spool_id, ref.run_dir)
+
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[Metric],
+        params: Sequence[Param],
+        tags: Sequence[RunTag],
+    ) -> None:
+        ref = self._refs.get(run_id) or self._ref(run_id)
+        self.spool.store.log_batch(ref.spool_id, metrics, params, tags)
+        self.sender.notify(ref.spool_id, ref.run_dir)
+
+    def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput]) -> None:
+        ref = self._ref(run_id)
+        self.spool.store.log_inputs(ref.spool_id, datasets)
+        self.sender.notify(ref.spool_id, ref.run_dir)
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        ref = self._ref(run_id)
+        self.spool.store.delete_tag(ref.spool_id, key)
+        self.sender.notify(ref.spool_id, ref.run_dir)
+
+    def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+        ref = self._known(run_id)
+        self._flush_for_read(ref)
+        server_id = ref.server_id if ref is not None else run_id
+        if server_id is not None:
+            try:
+                return self._server_history(server_id, key)
+            except RemoteError as exc:
+                if not is_transient(exc) or ref is None:
+                    raise
+                self._offline(exc, f"metric {key!r} of run {run_id} is read")
+        assert ref is not None
+        return self.spool.store.get_metric_history(ref.spool_id, key)
+
+    def _server_history(self, run_id: str, key: str) -> list[Metric]:
+        points: list[Metric] = []
+        token = None
+        for _ in range(100_000):  # bounded paging
+            payload: dict[str, Any] = {
+                "run_id": run_id,
+                "metric_key": key,
+                "max_results": _HISTORY_PAGE,
+            }
+            if token:
+                payload["page_token"] = token
+            try:
+                answer = self.http.call("GET", "metrics/get-history", payload)
+            except NotFoundError:
+                raise NotFoundError(
+                    f"No run with id {run_id!r} on {self.uri}", resource_id=run_id
+                ) from None
+            points.extend(
+                Metric(
+                    m["key"],
+                    _metric_value(m["value"]),
+                    int(m.get("timestamp", 0)),
+                    int(m.get("step", 0)),
+                )
+                for m in answer.get("metrics", [])
+            )
+            token = answer.get("next_page_token")
+            if not token:
+                break
+        return points
+
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str],
+        filter_string: str | None,
+        run_view_type: int,
+        max_results: int,
+        order_by: Sequence[str] | None,
+        page_token: str | None,
+    ) -> PagedList:
+        if self.sender.has_pending():
+            self.sender.flush(_READ_FLUSH_CAP, stall=self.settings.read_flush_timeout)
+        server_ids = []
+        for exp in experiment_ids:
+            exp = str(exp)
+            if exp.startswith(LOCAL_EXPERIMENT_PREFIX):
+                mapped = self.spool.server_experiment(exp[len(LOCAL_EXPERIMENT_PREFIX) :])
+                if mapped is not None:
+                    server_ids.append(mapped)
+            else:
+                server_ids.append(exp)
+        payload: dict[str, Any] = {
+            "experiment_ids": server_ids,
+            "run_view_type": _VIEW_TYPES.get(run_view_type, "ACTIVE_ONLY"),
+            "max_results": max_results,
+        }
+        if filter_string:
+            payload["filter"] = filter_string
+        if order_by:
+            payload["order_by"] = list(order_by)
+        if page_token:
+            payload["page_token"] = page_token
+        try:
+            answer = self.http.call("POST", "runs/search", payload) if server_ids else {}
+        except RemoteError as exc:
+            if not is_transient(exc):
+                raise
+            self._offline(exc, "runs are searched")
+            return self._search_spool(
+                experiment_ids, filter_string, run_view_type, max_results, order_by, page_token
+            )
+        runs = [parse_run(r) for r in answer.get("runs", [])]
+        return PagedList(runs, answer.get("next_page_token") or None)
+
+    def _search_spool(
+        self,
+        experiment_ids: Sequence[str],
+        filter_string: str | None,
+        run_view_type: int,
+        max_results: int,
+        order_by: Sequence[str] | None,
+        page_token: str | None,
+    ) -> PagedList:
+        spool_ids = []
+        for exp in experiment_ids:
+            exp = str(exp)
+            if exp.startswith(LOCAL_EXPERIMENT_PREFIX):
+                spool_ids.append(exp[len(LOCAL_EXPERIMENT_PREFIX) :])
+            else:
+                found = self.spool.spool_experiment_for(exp)
+                if found is not None:
+                    spool_ids.append(found)
+        page = self.spool.store.search_runs(
+            spool_ids, filter_string, run_view_type, max_results, order_by, page_token
+        )
+        public = []
+        for run in page:
+            ref = self._known(run.info.run_id)
+            public.append(run if ref is None else self._spool_run_public(run, ref))
+        return PagedList(public, page.token)
+
+    # artifacts -----------------------------------------------------------
+
+    def _artifact_root(self, ref: _RunRef | None, run_id: str) -> str:
+        artifact_uri = ref.artifact_uri if ref is not None else None
+        if artifact_uri is None:
+            server_id = ref.server_id if ref is not None else run_id
+            if server_id is None:
+                raise RemoteError(
+                    f"Run {run_id} is not on {self.uri} yet; its artifacts cannot be read there",
+                    error_code="TEMPORARILY_UNAVAILABLE",
+                )
+            artifact_uri = self._server_run(server_id).info.artifact_uri
+            if ref is not None:
+                ref.artifact_uri = artifact_uri
+        return artifact_root(artifact_uri, self.uri)
+
+    def log_artifact(self, run_id: str, local_file: Path, artifact_path: str | None) -> None:
+        ref = self._ref(run_id)
+        if ref.artifact_uri is not None:
+            artifact_root(ref.artifact_uri, self.uri)  # fail now if the server cannot take it
+        target_dir = self.spool.store.run_dir(ref.spool_id) / "artifacts"
+        if artifact_path:
+            target_dir = (target_dir / artifact_path).resolve()
+            if not target_dir.is_relative_to((ref.run_dir / "artifacts").resolve()):
+                raise InvalidParameterError(
+                    f"Artifact path {artifact_path!r} points outside the run's artifacts",
+                    key=artifact_path,
+                )
+        target_dir.mkdir(parents=True, exist_ok=True)
+        name = Path(local_file).name
+        # Copy under a temporary name, then rename: the sender never sees half a file.
+        tmp = target_dir / f"{TMP_PREFIX}{uuid.uuid4().hex}-{name}"
+        shutil.copyfile(local_file, tmp)
+        os.replace(tmp, target_dir / name)
+        self.sender.notify(ref.spool_id, ref.run_dir)
+
+    def list_artifacts(self, run_id: str, path: str | None) -> list[FileInfo]:
+        ref = self._known(run_id)
+        self._flush_for_read(ref)
+        path = (path or "").strip("/")
+        try:
+            root = self._artifact_root(ref, run_id)
+            entries = self.http.list_artifacts(f"{root}/{path}" if path else root)
+        except RemoteError as exc:
+            if not is_transient(exc) or ref is None:
+                raise
+            self._offline(exc, f"artifacts of run {run_id} not yet uploaded are listed")
+            return self.spool.store.list_artifacts(ref.spool_id, path or None)
+        infos = []
+        for entry in entries:
+            rel = f"{path}/{entry['path']}" if path else entry["path"]
+            is_dir = bool(entry.get("is_dir"))
+            size = None if is_dir else int(entry.get("file_size") or 0)
+            infos.append(FileInfo(rel, is_dir, size))
+        return sorted(infos, key=lambda f: f.path)
+
+    def download_artifacts(self, run_id: str, path: str, dst_path: Path) -> Path:
+        ref = self._known(run_id)
+        self._flush_for_read(ref)
+        path = (path or "").strip("/")
+        try:
+            root = self._artifact_root(ref, run_id)
+            target = Path(dst_path) / (path.rsplit("/", 1)[-1] if path else "artifacts")
+            entries = self.http.list_artifacts(f"{root}/{path}" if path else root)
+            if entries or not path:
+                self._download_dir(root, path, entries, target)
+            else:
+                try:
+                    self.http.download(f"{root}/{path}", target)
+                except NotFoundError:
+                    raise NotFoundError(
+                        f"Run {run_id} has no artifact {path!r}", resource_id=path
+                    ) from None
+            return target
+        except RemoteError as exc:
+            if not is_transient(exc) or ref is None:
+                raise
+            self._offline(exc, f"artifacts of run {run_id} not yet uploaded are read")
+            return self.spool.store.download_artifacts(ref.spool_id, path, dst_path)
+
+    def _download_dir(
+        self, root: str, path: str, entries: list[dict[str, Any]], target: Path
+    ) -> None:
+        target.mkdir(parents=True, exist_ok=True)
+        for entry in entries:
+            name = entry["path"].rsplit("/", 1)[-1]
+            rel = f"{path}/{name}" if path else name
+            if entry.get("is_dir"):
+                children = self.http.list_artifacts(f"{root}/{rel}")
+                self._download_dir(root, rel, children, target / name)
+            else:
+                self.http.download(f"{root}/{rel}", target / name)
+
+    # delivery ------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait up to `timeout` seconds (default: MLTRAIL_FLUSH_TIMEOUT) for delivery.
+
+        Returns:
+            True when every record this process logged is on the server.
+        """
+        done = self.sender.flush(_flush_timeout() if timeout is None else timeout)
+        done = done and not self.sender.broken
+        self._last_flush = (time.monotonic(), done)
+        return done
+
+    def close(self) -> None:
+        """Stop sending and close the session; whatever is unsent stays in the spool
+        (and is still reported at exit)."""
+        self.sender.stop()
+        self.http.close()
+
+    def unsent_summary(self) -> str | None:
+        """One sentence on what this process could not deliver, or None if nothing."""
+        unsent = self.sender.unsent()
+        if not unsent:
+            return None
+        records = artifacts = 0
+        for run_dir in unsent.values():
+            try:
+                todo = pending(run_dir)
+            except (OSError, ValueError):
+                continue
+            records += todo.records
+            artifacts += todo.artifacts
+        why = ""
+        if self.sender.auth_error is not None:
+            why = " (the server refused the credentials)"
+        elif self.sender.broken:
+            why = f" ({len(self.sender.broken)} refused by the server)"
+        elif self.sender.last_error:
+            why = f" ({self.sender.last_error})"
+        parts = [_plural(records, "record")]
+        if artifacts:
+            parts.append(_plural(artifacts, "artifact file"))
+        return (
+            f"mltrail: {_plural(len(unsent), 'run')} ({', '.join(parts)}) not yet on "
+            f"{self.uri}{why}. They are kept in {self.spool.folder}; send them with: "
+            "mltrail sync"
+        )
+
+    def _report_unsent(self) -> None:
+        if self._exit_reported:
+            return
+        recent = self._last_flush
+        if recent is None or time.monotonic() - recent[0] > 1.0 or recent[1]:
+            self.flush()
+        message = self.unsent_summary()
+        if message is not None:
+            self._exit_reported = True
+            print(message, file=sys.stderr)
+
+
+def _flush_timeout() -> float:
+    try:
+        return float(os.environ.get("MLTRAIL_FLUSH_TIMEOUT", "5"))
+    except ValueError:
+        return 5.0
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _report_at_exit(store_ref: weakref.ReferenceType[RestStore]) -> None:
+    store = store_ref()
+    if store is None:
+        return
+    try:
+        from .. import fluent
+
+        if fluent._process.open_runs:
+            # Registered after the store: fluent's exit hook has not run yet. End the
+            # runs first so their final status is among what is shipped.
+            fluent._at_exit()
+        store._report_unsent()
+    except Exception as exc:  # never turn a clean exit into a traceback
+        print(f"mltrail: could not report unsent records: {exc}", file=sys.stderr)
+
+
+def _reset_after_fork() -> None:
+    for store in list(_stores):
+        store._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+__all__ = ["RestStore", "parse_experiment", "parse_run"]

@@ -1,0 +1,640 @@
+"""Shipping spooled runs to a tracking server: the Shipper, and the background Sender.
+
+`Shipper.ship_run` sends what the server does not have of one run yet:
+creates the run if it has no server id (looking for the client-id tag first, so
+a `runs/create` whose answer was lost is never repeated), sends the journal's
+records after the shipped offset in `runs/log-batch` requests within the
+server's limits, the other records (status, deletions, datasets) through their
+endpoints, then the artifact files. After each accepted request it saves the
+new offset, so an interruption at any point only resends records, which the
+server treats as no-ops (same metric point, same param value, same tag value).
+
+`Sender` is the daemon thread of one RestStore that calls `ship_run` for runs
+this process wrote to, backing off while the server is unreachable.
+`mltrail sync` calls `ship_run` directly for what earlier processes left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..exceptions import AlreadyExistsError, AuthError, MltrailError, NotFoundError
+from . import journal
+from .http import HttpSession, RemoteSettings, artifact_root, is_transient, retry_after
+from .spool import (
+    CLIENT_RUN_ID_TAG,
+    RunLock,
+    ShipState,
+    Spool,
+    pending_artifacts,
+    unsent_bytes,
+)
+
+MAX_METRICS = 1000
+MAX_PARAMS = 100
+MAX_TAGS = 100
+MAX_ENTITIES = 1000
+MAX_BYTES = 900_000  # the server takes 1 MB a request; the estimate below leaves a margin
+_READ_CHUNK = 4 << 20
+
+
+def read_journal(path: Path, offset: int) -> Iterator[tuple[dict[str, Any], int]]:
+    """Complete records after `offset`, each with the offset just past it."""
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed in the finally below
+    except FileNotFoundError:
+        return
+    try:
+        handle.seek(offset)
+        carry = b""
+        while chunk := handle.read(_READ_CHUNK):
+            data = carry + chunk
+            start = 0
+            while (newline := data.find(b"\n", start)) >= 0:
+                line = data[start:newline]
+                start = newline + 1
+                end = offset + start
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue  # a torn fragment that a later append terminated
+                if isinstance(record, dict):
+                    yield record, end
+            offset += start
+            carry = data[start:]
+    finally:
+        handle.close()
+
+
+def _size(value: str) -> int:
+    return len(json.dumps(value, ensure_ascii=False).encode())
+
+
+class _Batch:
+    """One `runs/log-batch` request being filled."""
+
+    def __init__(self) -> None:
+        self.metrics: list[dict[str, Any]] = []
+        self.params: dict[str, str] = {}
+        self.tags: dict[str, str] = {}
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self.metrics) + len(self.params) + len(self.tags)
+
+    def room(self, extra_bytes: int) -> bool:
+        return len(self) < MAX_ENTITIES and self.bytes + extra_bytes <= MAX_BYTES
+
+    def payload(self, run_id: str) -> dict[str, Any]:
+        payload: dict[str, Any] = {"run_id": run_id}
+        if self.metrics:
+            payload["metrics"] = self.metrics
+        if self.params:
+            payload["params"] = [{"key": k, "value": v} for k, v in self.params.items()]
+        if self.tags:
+            payload["tags"] = [{"key": k, "value": v} for k, v in self.tags.items()]
+        return payload
+
+
+@dataclass
+class ShipResult:
+    """What one `ship_run` call did."""
+
+    server_run_id: str | None
+    records: int = 0
+    requests: int = 0
+    artifacts: int = 0
+    complete: bool = False
+    busy: bool = False  # another process holds the run's lock
+
+
+class Shipper:
+    """Ships spooled runs of one server (see the module docstring).
+
+    Args:
+        http: the session to the server.
+        spool: the server's spool folder.
+        retries: retries of each request on a transient failure.
+        on_created: called with (spool run id, server run id, artifact uri) when a
+            run gets its server id, so a store can resolve the local id from then on.
+    """
+
+    def __init__(
+        self,
+        http: HttpSession,
+        spool: Spool,
+        *,
+        retries: int | None = None,
+        on_created: Callable[[str, str, str | None], None] | None = None,
+    ) -> None:
+        self.http = http
+        self.spool = spool
+        self.retries = retries
+        self.on_created = on_created
+        self.progress = 0  # requests the server accepted: lets a waiting reader see movement
+
+    def _call(self, method: str, endpoint: str, payload: dict[str, Any], **kwargs: Any) -> Any:
+        answer = self.http.call(method, endpoint, payload, **kwargs)
+        self.progress += 1
+        return answer
+
+    def _upload(self, artifact_path: str, local_file: Path, **kwargs: Any) -> None:
+        self.http.upload(artifact_path, local_file, **kwargs)
+        self.progress += 1
+
+    def ship_run(self, run_dir: Path) -> ShipResult:
+        """Send what the server lacks of the run in `run_dir`.
+
+        Raises:
+            AuthError: the server refused the credentials.
+            MltrailError: the server refused a request (recorded in the ship state as
+                the run's error), or could not be reached (`is_transient`).
+        """
+        lock = RunLock(run_dir)
+        if not lock.acquire():
+            return ShipResult(server_run_id=None, busy=True)
+        try:
+            state = ShipState.load(run_dir)
+            result = ShipResult(server_run_id=state.server_run_id)
+            try:
+                self._ensure_created(run_dir, state, result)
+                self._ship_records(run_dir, state, result)
+                self._ship_artifacts(run_dir, state, result)
+            except MltrailError as exc:
+                if not is_transient(exc) and not isinstance(exc, AuthError):
+                    state.error = exc.message
+                    state.save(run_dir)
+                raise
+            if state.error is not None:
+                state.error = None
+                state.save(run_dir)
+            result.complete = not unsent_bytes(run_dir, state.offset) and not pending_artifacts(
+                run_dir
+            )
+            return result
+        finally:
+            lock.release()
+
+    # creation ------------------------------------------------------------
+
+    def _ensure_created(self, run_dir: Path, state: ShipState, result: ShipResult) -> None:
+        if state.server_run_id is not None:
+            return
+        experiment_id = state.server_experiment_id or self.resolve_experiment(run_dir.parent)
+        create = state.create or _create_info_from_summary(run_dir)
+        client_id = state.client_run_id
+        found = self._call(
+            "POST",
+            "runs/search",
+            {
+                "experiment_ids": [experiment_id],
+                "filter": f"tags.`{CLIENT_RUN_ID_TAG}` = '{client_id}'",
+                "run_view_type": "ALL",
+                "max_results": 1,
+            },
+            retries=self.retries,
+        )
+        result.requests += 1
+        runs = found.get("runs") or []
+        if runs:
+            info = runs[0]["info"]
+        else:
+            tags = dict(create.get("tags") or {})
+            tags[CLIENT_RUN_ID_TAG] = client_id
+            answer = self._call(
+                "POST",
+                "runs/create",
+                {
+                    "experiment_id": experiment_id,
+                    "user_id": create.get("user_id", ""),
+                    "run_name": create.get("run_name", ""),
+                    "start_time": create.get("start_time"),
+                    "tags": [{"key": k, "value": v} for k, v in tags.items()],
+                },
+                retries=0,  # not idempotent: a retry looks the tag up again first
+            )
+            result.requests += 1
+            info = answer["run"]["info"]
+        state.server_run_id = info["run_id"]
+        state.server_experiment_id = experiment_id
+        state.artifact_uri = info.get("artifact_uri")
+        state.save(run_dir)
+        result.server_run_id = state.server_run_id
+        if self.on_created is not None:
+            self.on_created(state.client_run_id, state.server_run_id, state.artifact_uri)
+
+    def resolve_experiment(self, exp_dir: Path) -> str:
+        """The server id of a spool experiment: mapped, found by name, or created."""
+        spool_id = exp_dir.name
+        mapped = self.spool.server_experiment(spool_id)
+        if mapped is not None:
+            return mapped
+        name = json.loads((exp_dir / "meta.json").read_text())["name"]
+        server_id = self.experiment_id_by_name(name, create=True)
+        assert server_id is not None
+        self.spool.map_experiment(spool_id, server_id)
+        return server_id
+
+    def experiment_id_by_name(self, name: str, *, create: bool) -> str | None:
+        for _ in range(2):
+            try:
+                answer = self._call(
+                    "GET",
+                    "experiments/get-by-name",
+                    {"experiment_name": name},
+                    retries=self.retries,
+                )
+                return str(answer["experiment"]["experiment_id"])
+            except NotFoundError:
+                if not create:
+                    return None
+            try:
+                answer = self._call(
+                    "POST", "experiments/create", {"name": name}, retries=self.retries
+                )
+                return str(answer["experiment_id"])
+            except AlreadyExistsError:
+                continue  # created by someone else meanwhile (or by our lost answer)
+        raise NotFoundError(f"Experiment {name!r} could not be found or created", resource_id=name)
+
+    # records -------------------------------------------------------------
+
+    def _ship_records(self, run_dir: Path, state: ShipState, result: ShipResult) -> None:
+        run_id = state.server_run_id
+        assert run_id is not None
+        batch = _Batch()
+        done = state.offset  # just past the last record wholly inside sent or open batches
+
+        def commit(offset: int) -> None:
+            if offset != state.offset:
+                state.offset = offset
+                state.save(run_dir)
+
+        def send() -> None:
+            nonlocal batch
+            if len(batch):
+                payload = batch.payload(run_id)
+                self._call("POST", "runs/log-batch", payload, retries=self.retries)
+                result.requests += 1
+                batch = _Batch()
+            commit(done)
+
+        for record, end in read_journal(run_dir / journal.JOURNAL, state.offset):
+            kind = record.get("k")
+            if kind == "b":
+                for key, value, timestamp, step in record.get("m", ()):
+                    if len(batch.metrics) >= MAX_METRICS or not batch.room(len(key) + 80):
+                        send()
+                    batch.metrics.append(
+                        {"key": key, "value": value, "timestamp": timestamp, "step": step}
+                    )
+                    batch.bytes += len(key) + 80
+                for key, value in record.get("p", {}).items():
+                    if key in batch.params:
+                        if batch.params[key] == value:
+                            continue
+                        send()  # one request may not carry a key twice
+                    extra = _size(key) + _size(value) + 20
+                    if len(batch.params) >= MAX_PARAMS or not batch.room(extra):
+                        send()
+                    batch.params[key] = value
+                    batch.bytes += extra
+                for key, value in record.get("t", {}).items():
+                    extra = _size(key) + _size(value) + 20
+                    if key not in batch.tags and (
+                        len(batch.tags) >= MAX_TAGS or not batch.room(extra)
+                    ):
+                        send()
+                    batch.tags[key] = value  # a later value of the same key wins, as it would
+                    batch.bytes += extra
+            else:
+                send()
+                self._ship_other(kind, record, run_id)
+                result.requests += 1
+            done = end
+            result.records += 1
+        send()
+
+    def _ship_other(self, kind: Any, record: dict[str, Any], run_id: str) -> None:
+        if kind == "u":
+            payload: dict[str, Any] = {"run_id": run_id, "status": record["status"]}
+            if record.get("end_time") is not None:
+                payload["end_time"] = record["end_time"]
+            if record.get("run_name"):
+                payload["run_name"] = record["run_name"]
+            self._call("POST", "runs/update", payload, retries=self.retries)
+        elif kind == "dt":
+            # NotFound: deleted already, by this record sent before an interruption.
+            with contextlib.suppress(NotFoundError):
+                self._call(
+                    "POST",
+                    "runs/delete-tag",
+                    {"run_id": run_id, "key": record["key"]},
+                    retries=self.retries,
+                )
+        elif kind == "lc":
+            endpoint = "runs/delete" if record["stage"] == "deleted" else "runs/restore"
+            self._call("POST", endpoint, {"run_id": run_id}, retries=self.retries)
+        elif kind == "in":
+            datasets = []
+            for item in record["d"]:
+                dataset = {k: v for k, v in item["dataset"].items() if v not in ("", None)}
+                tags = [{"key": k, "value": v} for k, v in item.get("tags", {}).items()]
+                datasets.append({"tags": tags, "dataset": dataset})
+            self._call(
+                "POST",
+                "runs/log-inputs",
+                {"run_id": run_id, "datasets": datasets},
+                retries=self.retries,
+            )
+
+    # artifacts -----------------------------------------------------------
+
+    def _ship_artifacts(self, run_dir: Path, state: ShipState, result: ShipResult) -> None:
+        files = pending_artifacts(run_dir)
+        if not files:
+            return
+        if state.artifact_uri is None:
+            answer = self._call(
+                "GET", "runs/get", {"run_id": state.server_run_id}, retries=self.retries
+            )
+            state.artifact_uri = answer["run"]["info"]["artifact_uri"]
+            state.save(run_dir)
+        root = artifact_root(state.artifact_uri, self.http.base_url)
+        for rel, path in files:
+            before = os.stat(path)
+            self._upload(f"{root}/{rel}", path, retries=self.retries)
+            result.requests += 1
+            after = os.stat(path)
+            # A newer copy logged to the same path meanwhile stays for the next pass.
+            if (before.st_ino, before.st_size, before.st_mtime_ns) == (
+                after.st_ino,
+                after.st_size,
+                after.st_mtime_ns,
+            ):
+                path.unlink()
+            state.uploaded += 1
+            result.artifacts += 1
+            state.save(run_dir)
+
+
+def _create_info_from_summary(run_dir: Path) -> dict[str, Any]:
+    """Creation facts of a run whose ship state lacks them (written by an older client)."""
+    summary = json.loads((run_dir / journal.SUMMARY).read_text())
+    return {
+        "start_time": summary.get("start_time"),
+        "user_id": summary.get("user_id", ""),
+        "run_name": summary.get("run_name", ""),
+        "tags": {},
+    }
+
+
+class Sender:
+    """The daemon thread that ships this process's spooled runs of one server.
+
+    Args:
+        shipper: does the shipping of one run.
+        settings: backoff and batching settings.
+    """
+
+    def __init__(self, shipper: Shipper, settings: RemoteSettings) -> None:
+        self.shipper = shipper
+        self.settings = settings
+        self._cond = threading.Condition()
+        self._pending: dict[str, Path] = {}  # spool run id -> run folder
+        self._broken: dict[str, str] = {}  # spool run id -> why the server refused it
+        self._busy: str | None = None
+        self._urgent = 0
+        self._failures = 0  # consecutive failed attempts
+        self._failure_count = 0  # every failed attempt, ever
+        self._retry_at = 0.0  # monotonic time before which the server is left alone
+        self._last_error: str | None = None
+        self._warned_down = False
+        self.auth_error: AuthError | None = None
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+
+    def stop(self) -> None:
+        """Stop sending for good; what is pending stays in the spool for `mltrail sync`."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    # the hot path ----------------------------------------------------------
+
+    def notify(self, run_id: str, run_dir: Path) -> None:
+        """Records for `run_id` reached the spool: ship them soon."""
+        if run_id in self._pending or run_id in self._broken:
+            # Queued already (the next pass reads the journal to its end), or refused by
+            # the server: retrying a refusal on every record would be a request storm,
+            # so it waits in the spool for `mltrail sync`.
+            return
+        with self._cond:
+            self._pending[run_id] = run_dir
+            self._cond.notify_all()
+        if self._thread is None or not self._thread.is_alive():
+            self._start()
+
+    def _start(self) -> None:
+        with self._cond:
+            if self._stopped or (self._thread is not None and self._thread.is_alive()):
+                return
+            self._thread = threading.Thread(target=self._loop, name="mltrail-sender", daemon=True)
+            self._thread.start()
+
+    # state -----------------------------------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        """The server answered the last attempt (or none failed yet)."""
+        return self.auth_error is None and self._failures == 0
+
+    def has_pending(self, run_id: str | None = None) -> bool:
+        if run_id is None:
+            return bool(self._pending) or self._busy is not None
+        return run_id in self._pending or self._busy == run_id
+
+    def unsent(self) -> dict[str, Path]:
+        """Runs with records this process could not deliver (pending or refused)."""
+        with self._cond:
+            runs = dict(self._pending)
+            for run_id in self._broken:
+                runs.setdefault(run_id, self.shipper.spool.store.run_dir(run_id))
+            return runs
+
+    @property
+    def broken(self) -> dict[str, str]:
+        return dict(self._broken)
+
+    @property
+    def last_error(self) -> str | None:
+        return self._last_error
+
+    # flushing --------------------------------------------------------------
+
+    def flush(
+        self, timeout: float, runs: list[str] | None = None, *, stall: float | None = None
+    ) -> bool:
+        """Wait until the runs (default: all) are delivered, for at most `timeout` seconds.
+
+        With `stall`, also stop once `stall` seconds pass without the server accepting
+        a request, or as soon as an attempt fails, so a reader waits as long as a slow
+        server keeps making progress (up to `timeout`) but not on a dead one. Returns
+        True when nothing of the runs is left to send. Returns early when the server
+        refused the credentials, or is unreachable and the next attempt falls after
+        the deadline.
+        """
+        start = time.monotonic()
+        deadline = start + max(0.0, timeout)
+
+        def delivered() -> bool:
+            if runs is None:
+                return not self._pending and self._busy is None
+            return not any(r in self._pending or r == self._busy for r in runs)
+
+        with self._cond:
+            if delivered():
+                return True
+            self._urgent += 1
+            self._retry_at = min(self._retry_at, time.monotonic())  # one attempt now
+            self._cond.notify_all()
+        self._start()
+        progress, moved_at = self.shipper.progress, start
+        failures = self._failure_count
+        with self._cond:
+            try:
+                while not delivered() and self.auth_error is None and not self._stopped:
+                    if stall is not None and self._failure_count != failures:
+                        break  # the server is unreachable: a reader falls back at once
+                    now = time.monotonic()
+                    if self.shipper.progress != progress:
+                        progress, moved_at = self.shipper.progress, now
+                    end = deadline if stall is None else min(deadline, moved_at + stall)
+                    if now >= end or (self._failures and self._retry_at > end):
+                        break
+                    self._cond.wait(min(end - now, 0.2))
+                return delivered()
+            finally:
+                self._urgent -= 1
+
+    # the thread ------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._ready():
+                    if self._stopped:
+                        return
+                    wait = None
+                    if self._pending and self.auth_error is None:
+                        wait = max(0.01, self._retry_at - time.monotonic())
+                    self._cond.wait(wait)
+                if not self._urgent and self.settings.send_interval > 0:
+                    # Let a tight logging loop fill the batch before the first request.
+                    self._cond.wait_for(lambda: self._urgent > 0, self.settings.send_interval)
+                queue = list(self._pending.items())
+            for run_id, run_dir in queue:
+                if self._stopped or not self._ship_one(run_id, run_dir):
+                    break
+
+    def _ready(self) -> bool:
+        return (
+            bool(self._pending)
+            and self.auth_error is None
+            and not self._stopped
+            and time.monotonic() >= self._retry_at
+        )
+
+    def _ship_one(self, run_id: str, run_dir: Path) -> bool:
+        """Ship one run; False when the server is unreachable (stop this pass)."""
+        with self._cond:
+            if self._pending.pop(run_id, None) is None:
+                return True
+            self._busy = run_id
+        keep = True
+        requeue = False
+        try:
+            result = self.shipper.ship_run(run_dir)
+            requeue = not result.complete
+            if result.busy:  # `mltrail sync` holds it: try again after a pause
+                self._note_failure(None)
+                keep = False
+            else:
+                self._note_success()
+        except AuthError as exc:
+            requeue, keep = True, False
+            self.auth_error = exc
+            warnings.warn(
+                f"mltrail: {exc.message}. Sending stopped; the records stay in "
+                f"{self.shipper.spool.folder} and `mltrail sync` ships them once the "
+                "credentials are fixed",
+                stacklevel=1,
+            )
+        except Exception as exc:
+            if is_transient(exc):
+                requeue, keep = True, False
+                self._note_failure(exc)
+            else:
+                message = exc.message if isinstance(exc, MltrailError) else repr(exc)
+                self._broken[run_id] = message
+                warnings.warn(
+                    f"mltrail: the server at {self.shipper.http.base_url} refused records of "
+                    f"run {run_id}: {message}. They stay in {run_dir}; see `mltrail sync`",
+                    stacklevel=1,
+                )
+        finally:
+            with self._cond:
+                self._busy = None
+                if requeue:
+                    self._pending.setdefault(run_id, run_dir)
+                self._cond.notify_all()
+        return keep
+
+    def _note_success(self) -> None:
+        self._failures = 0
+        self._retry_at = 0.0
+        self._last_error = None
+
+    def _note_failure(self, exc: BaseException | None) -> None:
+        delay = self.settings.backoff_delay(self._failures)
+        self._failures += 1
+        self._failure_count += 1
+        if exc is not None:
+            wanted = retry_after(exc)
+            if wanted is not None:
+                delay = max(delay, self.settings.retry_after_delay(wanted))
+            self._last_error = exc.message if isinstance(exc, MltrailError) else repr(exc)
+            if not self._warned_down:
+                self._warned_down = True
+                warnings.warn(
+                    f"mltrail: {self._last_error}. Training goes on; records wait in "
+                    f"{self.shipper.spool.folder} and are sent when the server answers",
+                    stacklevel=1,
+                )
+        with self._cond:
+            self._retry_at = time.monotonic() + delay
+
+    def mark_down(self, exc: BaseException) -> None:
+        """A foreground call found the server unreachable: back off before sending."""
+        self._note_failure(exc)
+
+    def mark_up(self) -> None:
+        """A foreground call got an answer: end the backoff, send what waits now."""
+        if self._failures:
+            with self._cond:
+                self._note_success()
+                self._cond.notify_all()
+
+    def may_try(self) -> bool:
+        """Whether a foreground call should ask the server now rather than go offline at
+        once: not while the backoff window after a failed attempt is open."""
+        return self._failures == 0 or time.monotonic() >= self._retry_at

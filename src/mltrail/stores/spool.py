@@ -1,0 +1,276 @@
+"""The spool: where records for a tracking server wait, on disk, until they are shipped.
+
+One folder per server under the spool root (``MLTRAIL_SPOOL_DIR``, default
+``~/.mltrail/spool``), named from the server's scheme, host, port and path,
+never from its credentials. Inside, a local store (the same journals as
+`mltrail.stores.local`) holds the runs, plus::
+
+    server.json                        the server's address, for `mltrail sync`
+    experiments.json                   spool experiment id -> server experiment id
+    <exp>/<run>/ship.json              what of this run the server already has
+    <exp>/<run>/.ship.lock             held (flock) by whoever ships the run
+
+`ship.json` is replaced atomically after each request that the server accepted,
+so shipping resumes exactly where it stopped, whichever process stopped.
+Artifact copies wait in the run's ``artifacts/`` folder and are removed once
+uploaded: whatever file is there is still to be sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from . import journal
+from .local import LocalStore
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: one shipper per run is not enforced
+    fcntl = None  # type: ignore[assignment]
+
+SHIP_STATE = "ship.json"
+SERVER_FILE = "server.json"
+EXPERIMENT_MAP = "experiments.json"
+LOCK_FILE = ".ship.lock"
+ARTIFACTS = "artifacts"
+TMP_PREFIX = ".mltrail-tmp-"
+CLIENT_RUN_ID_TAG = "mltrail.clientRunId"
+
+
+def folder_name(server_url: str) -> str:
+    """A folder name for a server: scheme, host, port and path, nothing secret."""
+    parsed = urlparse(server_url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    raw = f"{parsed.scheme}_{parsed.hostname or 'localhost'}_{port}{parsed.path.rstrip('/')}"
+    return re.sub(r"[^\w.-]+", "_", raw).strip("_")
+
+
+def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(json.dumps(payload))
+    os.replace(tmp, path)
+
+
+@dataclass
+class ShipState:
+    """What the server has of one spooled run.
+
+    Attributes:
+        client_run_id: the run's id in the spool (its folder name).
+        server_run_id: the run's id on the server; None until it is created there.
+        server_experiment_id: the server experiment, when known at creation.
+        create: what `runs/create` needs (start_time, user_id, run_name, tags).
+        offset: the journal byte offset up to which every record was accepted.
+        artifact_uri: the run's artifact URI on the server.
+        uploaded: artifact files uploaded so far.
+        error: the last permanent refusal by the server, for `mltrail sync` to report.
+    """
+
+    client_run_id: str
+    server_run_id: str | None = None
+    server_experiment_id: str | None = None
+    create: dict[str, Any] = field(default_factory=dict)
+    offset: int = 0
+    artifact_uri: str | None = None
+    uploaded: int = 0
+    error: str | None = None
+
+    @classmethod
+    def load(cls, run_dir: Path) -> ShipState:
+        """The run's ship state; a run without one (never seen by a sender) starts empty."""
+        try:
+            raw = json.loads((run_dir / SHIP_STATE).read_text())
+        except FileNotFoundError:
+            return cls(client_run_id=run_dir.name)
+        known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def save(self, run_dir: Path) -> None:
+        _write_json_atomic(run_dir / SHIP_STATE, asdict(self))
+
+
+@dataclass
+class Pending:
+    """What of a run is not on the server yet."""
+
+    records: int = 0
+    artifacts: int = 0
+    created: bool = True
+
+    def __bool__(self) -> bool:
+        return bool(self.records or self.artifacts or not self.created)
+
+
+def unsent_bytes(run_dir: Path, offset: int) -> bool:
+    """True when the journal holds a complete record after `offset`.
+
+    A torn last line (a crashed writer) has no newline and does not count.
+    """
+    path = run_dir / journal.JOURNAL
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        return False
+    if size <= offset:
+        return False
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        while chunk := handle.read(1 << 16):
+            if b"\n" in chunk:
+                return True
+    return False
+
+
+def pending_artifacts(run_dir: Path) -> list[tuple[str, Path]]:
+    """Artifact files still waiting for upload: (path relative to the run's artifacts, file)."""
+    root = run_dir / ARTIFACTS
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if name.startswith(TMP_PREFIX):
+                continue  # a copy still being written by log_artifact
+            path = Path(dirpath) / name
+            found.append((path.relative_to(root).as_posix(), path))
+    return found
+
+
+def pending(run_dir: Path, state: ShipState | None = None) -> Pending:
+    """What of the run in `run_dir` is not on the server yet."""
+    state = state or ShipState.load(run_dir)
+    records = 0
+    if unsent_bytes(run_dir, state.offset):
+        records, _ = journal.read_records(run_dir / journal.JOURNAL, state.offset)
+    return Pending(
+        records=len(records) if records else 0,
+        artifacts=len(pending_artifacts(run_dir)),
+        created=state.server_run_id is not None,
+    )
+
+
+class RunLock:
+    """An exclusive, non-blocking lock on shipping one run, released if its holder dies."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+
+class Spool:
+    """The spool folder of one tracking server.
+
+    Args:
+        root: the spool root holding one folder per server.
+        server_url: the server's address without credentials.
+    """
+
+    def __init__(self, root: Path, server_url: str) -> None:
+        self.server_url = server_url
+        self.folder = Path(root).expanduser().absolute() / folder_name(server_url)
+        self.store = LocalStore(self.folder)
+        self._map_lock = threading.Lock()
+
+    @classmethod
+    def open_folder(cls, folder: Path) -> Spool:
+        """The spool in `folder`, with the server address recorded there."""
+        url = json.loads((folder / SERVER_FILE).read_text())["url"]
+        spool = cls.__new__(cls)
+        spool.server_url = url
+        spool.folder = folder.absolute()
+        spool.store = LocalStore(spool.folder)
+        spool._map_lock = threading.Lock()
+        return spool
+
+    def ensure_folder(self) -> None:
+        """Create the folder and record which server it belongs to."""
+        marker = self.folder / SERVER_FILE
+        if not marker.exists():
+            self.folder.mkdir(parents=True, exist_ok=True)
+            _write_json_atomic(marker, {"url": self.server_url})
+
+    # experiment mapping --------------------------------------------------
+
+    def experiment_map(self) -> dict[str, str]:
+        try:
+            return dict(json.loads((self.folder / EXPERIMENT_MAP).read_text()))
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def server_experiment(self, spool_experiment_id: str) -> str | None:
+        return self.experiment_map().get(spool_experiment_id)
+
+    def map_experiment(self, spool_experiment_id: str, server_experiment_id: str) -> None:
+        """Remember that a spool experiment is this server experiment.
+
+        Two processes updating the map at once may lose one entry; it is then
+        looked up by name again, so nothing depends on the map being complete.
+        """
+        with self._map_lock:
+            current = self.experiment_map()
+            if current.get(spool_experiment_id) == server_experiment_id:
+                return
+            current[spool_experiment_id] = server_experiment_id
+            self.ensure_folder()
+            _write_json_atomic(self.folder / EXPERIMENT_MAP, current)
+
+    def spool_experiment_for(self, server_experiment_id: str) -> str | None:
+        for spool_id, server_id in self.experiment_map().items():
+            if server_id == server_experiment_id:
+                return spool_id
+        return None
+
+    # runs ----------------------------------------------------------------
+
+    def run_dirs(self) -> Iterator[Path]:
+        """Every run folder of the spool."""
+        if not self.folder.is_dir():
+            return
+        for exp in sorted(os.scandir(self.folder), key=lambda e: e.name):
+            if not (exp.name.isdigit() and exp.is_dir()):
+                continue
+            for entry in sorted(os.scandir(exp.path), key=lambda e: e.name):
+                if entry.is_dir() and os.path.exists(os.path.join(entry.path, journal.SUMMARY)):
+                    yield Path(entry.path)
+
+    def pending_runs(self) -> Iterator[tuple[Path, Pending]]:
+        """Run folders with anything not yet on the server, and what that is."""
+        for run_dir in self.run_dirs():
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                todo = pending(run_dir)
+                if todo:
+                    yield run_dir, todo
+
+
+def spool_folders(root: Path) -> Iterator[Path]:
+    """The per-server folders under a spool root."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        return
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if entry.is_dir() and os.path.exists(os.path.join(entry.path, SERVER_FILE)):
+            yield Path(entry.path)

@@ -1,0 +1,202 @@
+"""`mltrail sync`: ship what earlier processes left in the spool.
+
+A process logging to a tracking server keeps every record in the spool until
+the server has it (see `mltrail.stores.rest`). When the server was down, or the
+process was killed, the rest waits there; this command sends it:
+
+    mltrail sync                      # every server with pending runs
+    mltrail sync --uri http://host:5000
+    mltrail sync --dry-run            # only list what is pending
+
+Each run resumes exactly where shipping stopped (the spool records what the
+server accepted), so running the command twice, or after an interruption,
+leaves the server in the same state. A run the server refuses is reported and
+skipped; the others are still shipped. Exit code 0 when nothing is left.
+Credentials come from the same variables as for logging
+(``MLFLOW_TRACKING_TOKEN``, ...); the spool never stores them.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .exceptions import AuthError, MltrailError
+from .stores.http import HttpSession, RemoteSettings, is_transient, public_url
+from .stores.sender import Shipper
+from .stores.spool import Spool, folder_name, pending, spool_folders
+
+_MAX_PASSES = 5  # a run still being written by a live process is not chased forever
+
+
+@dataclass
+class SyncReport:
+    """What one `sync` call did."""
+
+    shipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    left: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.left
+
+
+def _folders(uri: str | None, root: Path) -> Iterator[tuple[Path, str]]:
+    """(spool folder, URI to talk to) for one server or every server with a folder."""
+    if uri is not None:
+        folder = root / folder_name(public_url(uri))
+        if (folder / "server.json").exists():
+            yield folder, uri  # the given URI may carry credentials; the folder never does
+        return
+    for folder in spool_folders(root):
+        yield folder, Spool.open_folder(folder).server_url
+
+
+def sync(
+    uri: str | None = None,
+    *,
+    settings: RemoteSettings | None = None,
+    dry_run: bool = False,
+    echo: Callable[[str], Any] = print,
+) -> SyncReport:
+    """Ship every pending run of the spool (of one server, or of all).
+
+    Args:
+        uri: only this server's runs; default: every server in the spool.
+        settings: spool root, timeouts and retries; default: from the environment.
+        dry_run: list what is pending without sending anything.
+        echo: where the one-line progress messages go.
+
+    Returns:
+        The runs shipped, those the server refused (with why), those left pending.
+    """
+    settings = settings or RemoteSettings.from_env()
+    report = SyncReport()
+    found_any = False
+    for folder, server_uri in _folders(uri, settings.spool_dir):
+        spool = Spool.open_folder(folder)
+        runs = list(spool.pending_runs())
+        if not runs:
+            continue
+        found_any = True
+        echo(f"{spool.server_url}: {len(runs)} run(s) pending in {folder}")
+        if dry_run:
+            for run_dir, todo in runs:
+                what = f"{todo.records} records, {todo.artifacts} artifact files"
+                echo(f"  {run_dir.name}: {what}{'' if todo.created else ', not created yet'}")
+                report.left.append(run_dir.name)
+            continue
+        http = HttpSession(server_uri, settings)
+        try:
+            _sync_folder(Shipper(http, spool, retries=settings.retries), runs, report, echo)
+        finally:
+            http.close()
+    if not found_any:
+        echo("mltrail sync: nothing to send" + (f" to {public_url(uri)}" if uri else ""))
+    return report
+
+
+def _sync_folder(
+    shipper: Shipper,
+    runs: list[tuple[Path, Any]],
+    report: SyncReport,
+    echo: Callable[[str], Any],
+) -> None:
+    for index, (run_dir, _) in enumerate(runs):
+        run_id = run_dir.name
+        try:
+            result = None
+            for _ in range(_MAX_PASSES):
+                result = shipper.ship_run(run_dir)
+                if result.complete or result.busy:
+                    break
+        except AuthError as exc:
+            echo(f"  stopped: {exc.message}")
+            report.left.extend(r.name for r, _ in runs[index:])
+            return
+        except MltrailError as exc:
+            if is_transient(exc):
+                echo(f"  stopped, the server is unreachable: {exc.message}")
+                report.left.extend(r.name for r, _ in runs[index:])
+                return
+            echo(f"  FAILED {run_id}: {exc.message}")
+            report.failed[run_id] = exc.message
+            continue
+        except Exception as exc:  # a damaged spool folder must not stop the others
+            echo(f"  FAILED {run_id}: {type(exc).__name__}: {exc}")
+            report.failed[run_id] = f"{type(exc).__name__}: {exc}"
+            continue
+        assert result is not None
+        if result.busy:
+            echo(f"  skipped {run_id}: another process is shipping it right now")
+            report.left.append(run_id)
+        elif not result.complete:
+            echo(f"  {run_id}: still being written by a running process; sent what was there")
+            report.left.append(run_id)
+        else:
+            target = result.server_run_id
+            alias = "" if target == run_id else f" (server run id {target})"
+            echo(
+                f"  shipped {run_id}{alias}: {result.records} records, "
+                f"{result.artifacts} artifact files, {result.requests} requests"
+            )
+            report.shipped.append(run_id)
+
+
+def pending_count(uri: str, settings: RemoteSettings | None = None) -> tuple[int, Path]:
+    """How many runs of the server at `uri` wait in the spool, and where."""
+    settings = settings or RemoteSettings.from_env()
+    folder = settings.spool_dir.expanduser() / folder_name(public_url(uri))
+    if not (folder / "server.json").exists():
+        return 0, folder
+    spool = Spool.open_folder(folder)
+    return sum(1 for run_dir in spool.run_dirs() if pending(run_dir)), folder
+
+
+# command line ------------------------------------------------------------------
+
+
+def add_sync_command(subparsers: Any) -> None:
+    """Register `mltrail sync` on the `mltrail` command's subparsers."""
+    parser = subparsers.add_parser(
+        "sync",
+        help="send runs waiting in the spool to their tracking server",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
+    parser.add_argument("--uri", help="only this server (default: every server in the spool)")
+    parser.add_argument("--dry-run", action="store_true", help="list what is pending, send nothing")
+    parser.set_defaults(handler=cmd_sync)
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    uri = args.uri or getattr(args, "tracking_uri", None)  # the global option works too
+    if uri is not None and not uri.startswith(("http://", "https://")):
+        print(f"mltrail sync: {uri!r} is not an http(s):// server; nothing to send")
+        return 0
+    report = sync(uri, dry_run=args.dry_run)
+    if args.dry_run:
+        return 0
+    if report.shipped or report.failed or report.left:
+        print(
+            f"mltrail sync: {len(report.shipped)} shipped, {len(report.failed)} refused, "
+            f"{len(report.left)} left pending"
+        )
+    return 0 if report.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m mltrail.sync`, the same as `mltrail sync`."""
+    parser = argparse.ArgumentParser(prog="mltrail")
+    add_sync_command(parser.add_subparsers())
+    args = parser.parse_args(["sync", *(argv or [])] if argv is not None else None)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))
