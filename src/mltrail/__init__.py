@@ -8,9 +8,10 @@ names in the `mltrail.integrations` entry-point group.
 
 from __future__ import annotations
 
+import importlib
 from types import ModuleType
 
-from . import entities, exceptions, models, plugins, pyfunc
+from . import entities, exceptions, plugins
 from .autologging import autolog
 from .client import MlflowClient, TrackingClient
 from .entities import Run, RunStatus, ViewType
@@ -99,5 +100,11 @@ __all__ = [
 plugins.install_alias_finder()
 
 
+# Imported on first use: writing and loading models is not needed to log a run.
+_LAZY_SUBMODULES = frozenset(("data", "models", "pyfunc"))
+
+
 def __getattr__(name: str) -> ModuleType:
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"mltrail.{name}")
     return plugins.integration_attribute(name)
