@@ -1,8 +1,9 @@
 """Describe a dataset by name, digest, schema and shape, never by its content.
 
-The digest hashes at most the first 10,000 rows plus the shape, so describing a
-large training set costs milliseconds, and the same data gets the same digest in
-every run. pandas and numpy are imported only when a dataset is described.
+The digest hashes the shape and at most 2,000 rows (the first 1,000 and 1,000
+spread evenly over the rest), so describing a large training set costs about a
+millisecond, and the same data gets the same digest in every run. pandas and
+numpy are imported only when a dataset is described.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from .entities import Dataset
 
-_DIGEST_ROWS = 10_000
+_DIGEST_ROWS = 2_000
 
 _PANDAS_TYPES = {
     "b": "boolean",
@@ -66,6 +67,21 @@ def from_pandas(
     )
 
 
+def _sample_rows(count: int) -> Any:
+    """The rows an array's digest reads: the first ones and an even spread of the rest.
+
+    Hashing every row of a large training set would cost more than many fits; the
+    head plus a spread still tells apart data sets that differ anywhere in bulk.
+    """
+    import numpy as np
+
+    if count <= _DIGEST_ROWS:
+        return slice(None)
+    head = np.arange(_DIGEST_ROWS // 2)
+    spread = np.linspace(_DIGEST_ROWS // 2, count - 1, _DIGEST_ROWS // 2).astype(np.int64)
+    return np.concatenate([head, spread])
+
+
 def _array_spec(array: Any) -> dict[str, Any]:
     shape = [-1, *list(array.shape[1:])]
     return {"type": "tensor", "tensor-spec": {"dtype": str(array.dtype), "shape": shape}}
@@ -81,10 +97,10 @@ def from_numpy(
     for part in (features, targets):
         if part is None:
             continue
-        head = part[:_DIGEST_ROWS]
-        if hasattr(head, "toarray"):  # scipy sparse
-            head = head.toarray()
-        digest.update(np.ascontiguousarray(np.asarray(head)).tobytes())
+        sample = part[_sample_rows(part.shape[0])]
+        if hasattr(sample, "toarray"):  # scipy sparse
+            sample = sample.toarray()
+        digest.update(np.ascontiguousarray(np.asarray(sample)).tobytes())
     schema = {"mlflow_tensorspec": {"features": json.dumps([_array_spec(features)])}}
     profile: dict[str, Any] = {"features_shape": list(features.shape)}
     if targets is not None:

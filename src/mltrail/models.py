@@ -306,7 +306,9 @@ def pyfunc_flavor(loader_module: str, **config: Any) -> dict[str, Any]:
 def _yaml_dump(payload: dict[str, Any]) -> str:
     import yaml
 
-    return yaml.safe_dump(payload, default_flow_style=False, sort_keys=True)
+    # libyaml's emitter, where PyYAML was built with it, is several times faster.
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(payload, Dumper=dumper, default_flow_style=False, sort_keys=True)
 
 
 def _write_environment(folder: Path, requirements: Sequence[str]) -> None:

@@ -31,8 +31,9 @@ Tuning, all optional (seconds unless said otherwise):
   giving the run a local id and carrying on offline;
 - ``MLTRAIL_SEND_INTERVAL`` (0.1): how long the sender lets records gather before a
   request, so a tight logging loop ships in few large batches;
-- ``MLTRAIL_END_RUN_TIMEOUT`` (1): how long ending a run waits for its records to
-  reach a healthy server (no wait at all while the server is unreachable);
+- ``MLTRAIL_END_RUN_TIMEOUT`` (0): how long ending a run waits for its records to
+  reach a healthy server; by default it does not wait (a read waits instead, see
+  below, and exit waits for everything);
 - ``MLTRAIL_READ_FLUSH_TIMEOUT`` (2): a read first waits for this process's unsent
   records of the run it reads, for as long as the server keeps accepting them (at
   most 60 s), giving up after this many seconds without progress;
@@ -94,7 +95,7 @@ class RemoteSettings:
     backoff_max: float = 30.0
     create_timeout: float = 2.0
     send_interval: float = 0.1
-    end_run_timeout: float = 1.0
+    end_run_timeout: float = 0.0
     read_flush_timeout: float = 2.0
     spool_dir: Path = field(default_factory=lambda: Path.home() / ".mltrail" / "spool")
 

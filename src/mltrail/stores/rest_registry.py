@@ -79,6 +79,7 @@ class RestRegistry:
     """A ModelRegistry on the server a RestStore talks to."""
 
     def __init__(self, store: RestStore) -> None:
+        self.store = store
         self.http: HttpSession = store.http
         self.uri = store.uri
 
@@ -152,6 +153,12 @@ class RestRegistry:
         tags: dict[str, str],
         description: str,
     ) -> ModelVersion:
+        if run_id:
+            # A run logged offline has a local id until it reaches the server, and the
+            # model files must be uploaded before the server is told about them.
+            server_id = self.store.server_run_id(run_id)
+            source = source.replace(f"runs:/{run_id}/", f"runs:/{server_id}/", 1)
+            run_id = server_id
         payload: dict[str, Any] = {"name": name, "source": source, "tags": _tags(tags)}
         if run_id:
             payload["run_id"] = run_id
