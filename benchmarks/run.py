@@ -51,6 +51,8 @@ def run_cell(workload: str, mode: str, *, models: bool, reps: int, warmup: int,
         proxy.reset()
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     requests = proxy.reset() if proxy is not None and mode.endswith("server") else None
+    if requests is not None:
+        requests = requests / (reps + warmup)  # per repetition of the workload
     if done.returncode != 0:
         tail = done.stderr.strip().splitlines()[-1:] or ["?"]
         return {"error": tail[0]}
