@@ -29,19 +29,9 @@ def _patch_class(cls: type) -> None:
             autologging.safe_patch(FLAVOR, cls, name, _fit_wrapper)
 
 
-def _all_subclasses(base: type) -> list[type]:
-    found, todo = [], [base]
-    while todo:
-        for sub in todo.pop().__subclasses__():
-            if sub not in found:
-                found.append(sub)
-                todo.append(sub)
-    return found
-
-
 def patch_estimators(base_estimator: type) -> None:
     """Patch every existing estimator class, and every one defined from now on."""
-    for cls in _all_subclasses(base_estimator):
+    for cls in autologging.class_tree(base_estimator):
         _patch_class(cls)
     if getattr(base_estimator, "_mltrail_subclass_hook", False):
         return

@@ -43,20 +43,9 @@ def patch_all(xgboost: Any) -> None:
             autologging.safe_patch(FLAVOR, owner, "cv", _cv_wrapper)
     sklearn_api = sys.modules.get("xgboost.sklearn")
     if sklearn_api is not None:
-        for cls in _model_classes(sklearn_api.XGBModel):
+        for cls in autologging.class_tree(sklearn_api.XGBModel):
             if "fit" in cls.__dict__:
                 autologging.safe_patch(FLAVOR, cls, "fit", _fit_wrapper)
-
-
-def _model_classes(base: type) -> list[type]:
-    """`base` and every subclass defined so far (the wrappers xgboost ships)."""
-    found, todo = [base], [base]
-    while todo:
-        for sub in todo.pop().__subclasses__():
-            if sub not in found:
-                found.append(sub)
-                todo.append(sub)
-    return found
 
 
 def _call_with_metrics(
@@ -104,13 +93,7 @@ def _train_wrapper(
         if session is None:
             return wrapped(*args, **kwargs)
         arguments = session.safe("read the train arguments", recording.bind, wrapped, args, kwargs)
-        if arguments is not None:
-            session.safe(
-                "log params", recording.log_call_params, session, arguments, recording.TRAIN_ARGS
-            )
-            session.safe(
-                "log the dataset", recording.log_dmatrix_input, session, arguments.get("dtrain")
-            )
+        _log_arguments(session, arguments, recording.TRAIN_ARGS)
         booster = _call_with_metrics(session, wrapped, args, kwargs, arguments)
         session.safe("log feature importance", recording.log_importance, session, booster)
         if session.options.log_models:
@@ -124,6 +107,17 @@ def _train_wrapper(
         return booster
 
 
+def _log_arguments(
+    session: autologging.Session, arguments: dict[str, Any] | None, names: tuple[str, ...]
+) -> None:
+    """The call's params (those in `names`) and its training data, as train and cv share."""
+    if arguments is not None:
+        session.safe("log params", recording.log_call_params, session, arguments, names)
+        session.safe(
+            "log the dataset", recording.log_dmatrix_input, session, arguments.get("dtrain")
+        )
+
+
 def _cv_wrapper(
     wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
@@ -131,13 +125,7 @@ def _cv_wrapper(
         if session is None:
             return wrapped(*args, **kwargs)
         arguments = session.safe("read the cv arguments", recording.bind, wrapped, args, kwargs)
-        if arguments is not None:
-            session.safe(
-                "log params", recording.log_call_params, session, arguments, recording.CV_ARGS
-            )
-            session.safe(
-                "log the dataset", recording.log_dmatrix_input, session, arguments.get("dtrain")
-            )
+        _log_arguments(session, arguments, recording.CV_ARGS)
         return _call_with_metrics(session, wrapped, args, kwargs, arguments)
 
 

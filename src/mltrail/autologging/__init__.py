@@ -13,7 +13,7 @@ from __future__ import annotations
 from ..fluent import adoptable
 from .enabling import autolog, enable, owner_of, unsupported_versions
 from .options import AutologOptions
-from .patching import is_patched, safe_patch
+from .patching import class_tree, is_patched, safe_patch
 from .session import (
     AUTOLOGGING_TAG,
     MltrailWarning,
@@ -34,6 +34,7 @@ __all__ = [
     "Session",
     "adoptable",
     "autolog",
+    "class_tree",
     "current_session",
     "enable",
     "in_training",

@@ -46,3 +46,14 @@ def safe_patch(flavor: str, owner: Any, name: str, wrapper: Wrapper) -> bool:
 
 def is_patched(owner: Any, name: str, flavor: str) -> bool:
     return (id(owner), name, flavor) in _installed
+
+
+def class_tree(base: type) -> list[type]:
+    """`base` and every subclass of it defined so far, for patching a class family."""
+    found, todo = [base], [base]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub not in found:
+                found.append(sub)
+                todo.append(sub)
+    return found
