@@ -6,7 +6,7 @@ prints one JSON line: the wall times of its repetitions (each including the
 final flush of pending records) and the process's peak memory.
 
     python benchmarks/cell.py WORKLOAD MODE [--models on|off] [--reps N] [--warmup N]
-        [--uri URI] [--spool DIR]
+        [--min-seconds S] [--uri URI]
 
 MODE is bare, mltrail-local, mltrail-server or mlflow-server.
 """
@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from workloads import WORKLOADS
 
 MODES = ("bare", "mltrail-local", "mltrail-server", "mlflow-server")
+MAX_REPS = 25
 
 
 def setup(mode: str, models: bool, uri: str | None) -> tuple[Any, Any]:
@@ -61,17 +62,22 @@ def main() -> None:
     parser.add_argument("--models", choices=("on", "off"), default="on")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--min-seconds", type=float, default=0.0)
     parser.add_argument("--uri")
     args = parser.parse_args()
     train = WORKLOADS[args.workload]()
     tracker, flush = setup(args.mode, args.models == "on", args.uri)
-    times = []
-    for index in range(args.warmup + args.reps):
+    for _ in range(args.warmup):
+        train(tracker)
+        flush()
+    times: list[float] = []
+    # A short workload repeats until it has run `--min-seconds` (at most MAX_REPS
+    # times): its median then rests on enough samples to be steady on a noisy machine.
+    while len(times) < args.reps or (sum(times) < args.min_seconds and len(times) < MAX_REPS):
         start = time.perf_counter()
         train(tracker)
         flush()
-        if index >= args.warmup:
-            times.append(time.perf_counter() - start)
+        times.append(time.perf_counter() - start)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"times": times, "peak_mb": round(peak_mb, 1)}))
 

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -252,6 +253,7 @@ def test_search_runs_dataframe(tracking_dir: Path) -> None:
             mltrail.log_param("alpha", alpha)
             mltrail.log_metric("rmse", rmse)
             mltrail.set_tag("developer", "ana")
+        time.sleep(0.002)  # distinct start times: runs of the same millisecond tie by run id
     frame = mltrail.search_runs()
     assert isinstance(frame, pd.DataFrame)
     assert len(frame) == 3

@@ -75,6 +75,20 @@ def test_params_tags_and_classifier_metrics(autolog: None) -> None:
     assert {"mlflow.user", "mlflow.source.name", "mlflow.source.type"} <= set(run.data.tags)
 
 
+def test_forest_labels_from_probabilities_match_predict(autolog: None) -> None:
+    # A forest's labels are taken from its probabilities (one prediction pass, not two);
+    # string labels and a shallow forest that misclassifies make a wrong mapping show.
+    X, y = load_wine(return_X_y=True)
+    names = np.array(["barolo", "grignolino", "barbera"])[y]
+    model = RandomForestClassifier(n_estimators=3, max_depth=1, random_state=0).fit(X, names)
+    pred = model.predict(X)
+    assert skm.accuracy_score(names, pred) < 0.95
+    metrics = only_run().data.metrics
+    assert metrics["training_accuracy_score"] == pytest.approx(skm.accuracy_score(names, pred))
+    assert metrics["training_f1_score"] == pytest.approx(
+        skm.f1_score(names, pred, average="weighted"))
+
+
 def test_regressor_metrics_respect_sample_weight(autolog: None) -> None:
     X, y = load_diabetes(return_X_y=True)
     weights = np.linspace(0.1, 2.0, len(y))

@@ -78,9 +78,10 @@ def _fit_wrapper(
         session.safe("log params", recording.log_params, session, instance)
         session.log_input(X, y)
         result = wrapped(*args, **kwargs)
-        session.safe("log training metrics", recording.log_training_metrics, session, instance,
-                     X, y, sample_weight)
-        session.safe("log the search results", recording.log_search, session, instance)
-        if session.options.log_models:
-            session.safe("log the model", recording.log_fitted_model, session, instance, X)
+        with recording.one_blas_thread():
+            session.safe("log training metrics", recording.log_training_metrics, session,
+                         instance, X, y, sample_weight)
+            session.safe("log the search results", recording.log_search, session, instance)
+            if session.options.log_models:
+                session.safe("log the model", recording.log_fitted_model, session, instance, X)
         return result

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -263,7 +265,8 @@ class TrackingClient:
             return
         if not path.is_file():
             raise NotFoundError(f"No file to log at {str(path)!r}", resource_id=str(path))
-        self.store.log_artifact(run_id, path, artifact_path)
+        with self.stage_artifacts(run_id, artifact_path) as folder:
+            shutil.copyfile(path, folder / path.name)
 
     def log_artifacts(
         self, run_id: str, local_dir: str | os.PathLike[str], artifact_path: str | None = None
@@ -271,11 +274,20 @@ class TrackingClient:
         root = Path(local_dir)
         if not root.is_dir():
             raise NotFoundError(f"No folder to log at {str(root)!r}", resource_id=str(root))
-        for dirpath, _, filenames in os.walk(root):
-            rel = Path(dirpath).relative_to(root).as_posix()
-            target = "/".join(p for p in (artifact_path, rel) if p and p != ".") or None
-            for filename in sorted(filenames):
-                self.store.log_artifact(run_id, Path(dirpath) / filename, target)
+        with self.stage_artifacts(run_id, artifact_path) as folder:
+            shutil.copytree(root, folder, dirs_exist_ok=True)
+
+    def stage_artifacts(
+        self, run_id: str, artifact_path: str | None = None
+    ) -> AbstractContextManager[Path]:
+        """An empty folder to write artifacts into; they are logged under `artifact_path`
+        when the block ends without error, all at once, and without being copied.
+
+        Example:
+            with client.stage_artifacts(run_id, "report") as folder:
+                (folder / "summary.txt").write_text(text)
+        """
+        return self.store.stage_artifacts(run_id, artifact_path)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self._log_bytes(run_id, text.encode(), artifact_file)
@@ -293,10 +305,8 @@ class TrackingClient:
 
     def _log_bytes(self, run_id: str, data: bytes, artifact_file: str) -> None:
         folder, _, name = artifact_file.rpartition("/")
-        with tempfile.TemporaryDirectory(prefix="mltrail-") as tmp:
-            path = Path(tmp) / name
-            path.write_bytes(data)
-            self.store.log_artifact(run_id, path, folder or None)
+        with self.stage_artifacts(run_id, folder or None) as staged:
+            (staged / name).write_bytes(data)
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
         return self.store.list_artifacts(run_id, path)

@@ -19,6 +19,7 @@ download, warns once per folder.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -312,14 +313,21 @@ def _yaml_dump(payload: dict[str, Any]) -> str:
 
 
 def _write_environment(folder: Path, requirements: Sequence[str]) -> None:
-    (folder / REQUIREMENTS).write_text("".join(f"{line}\n" for line in requirements))
+    for name, text in _environment_files(tuple(requirements)).items():
+        (folder / name).write_text(text)
+
+
+@functools.lru_cache(maxsize=64)
+def _environment_files(requirements: tuple[str, ...]) -> dict[str, str]:
+    """The text of requirements.txt, python_env.yaml and conda.yaml. Cached: autolog
+    writes the same three files for every model of a flavour, and rendering YAML is
+    a good part of what logging a small model costs."""
     build = pin(_BUILD_TOOLS)
     python_env = {
         "python": environment.python_version(),
         "build_dependencies": [*(line for line in build if not line.startswith("wheel")), "wheel"],
         "dependencies": [f"-r {REQUIREMENTS}"],
     }
-    (folder / PYTHON_ENV).write_text(_yaml_dump(python_env))
     pip_line = next((line for line in build if line.startswith("pip==")), "pip")
     conda = {
         "channels": ["conda-forge"],
@@ -330,7 +338,11 @@ def _write_environment(folder: Path, requirements: Sequence[str]) -> None:
         ],
         "name": "mltrail-env",
     }
-    (folder / CONDA_ENV).write_text(_yaml_dump(conda))
+    return {
+        REQUIREMENTS: "".join(f"{line}\n" for line in requirements),
+        PYTHON_ENV: _yaml_dump(python_env),
+        CONDA_ENV: _yaml_dump(conda),
+    }
 
 
 def _folder_size(folder: Path) -> int:
@@ -436,7 +448,7 @@ def log_model(
     registered_model_name: str | None = None,
     run_id: str | None = None,
 ) -> ModelInfo:
-    """Save a model into a scratch folder and log it, file by file, as run artifacts.
+    """Save a model straight into the run's artifacts (staged, then published at once).
 
     Args:
         artifact_path: the model's folder inside the run's artifacts ("model" if None).
@@ -464,10 +476,9 @@ def log_model(
         client, run_id = fluent._run_for_logging()
     else:
         client = fluent._client()
-    with tempfile.TemporaryDirectory(prefix="mltrail-model-") as scratch:
-        local = Path(scratch) / Path(artifact_path).name
+    with client.stage_artifacts(run_id, artifact_path) as folder:
         mlmodel = save_model(
-            local,
+            folder,
             spec,
             signature=signature,
             input_example=input_example,
@@ -477,7 +488,6 @@ def log_model(
             run_id=run_id,
             artifact_path=artifact_path,
         )
-        client.log_artifacts(run_id, local, artifact_path)
     model_uri = f"runs:/{run_id}/{artifact_path}"
     version = None
     if registered_model_name is not None:

@@ -8,6 +8,7 @@ state: param conflicts, unknown ids, deleted runs.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -81,7 +82,13 @@ class Store(Protocol):
         page_token: str | None,
     ) -> PagedList: ...
 
-    def log_artifact(self, run_id: str, local_file: Path, artifact_path: str | None) -> None: ...
+    def stage_artifacts(
+        self, run_id: str, artifact_path: str | None
+    ) -> AbstractContextManager[Path]:
+        """An empty local folder; what is in it when the block ends without error
+        becomes the run's artifacts under `artifact_path` (files of the same name are
+        replaced). Writing straight into it spares a model folder a second copy."""
+        ...
 
     def list_artifacts(self, run_id: str, path: str | None) -> list[FileInfo]: ...
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -57,6 +58,7 @@ from .journal import RunState
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
 _META = "meta.json"
+STAGING = "staging"  # inside a run folder: artifacts being written (`stage_artifacts`)
 
 
 def now_ms() -> int:
@@ -413,10 +415,24 @@ class LocalStore:
     def _artifact_root(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "artifacts"
 
-    def log_artifact(self, run_id: str, local_file: Path, artifact_path: str | None) -> None:
-        target_dir = _safe_join(self._artifact_root(run_id), artifact_path)
-        target_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(local_file, target_dir / Path(local_file).name)
+    @contextlib.contextmanager
+    def stage_artifacts(self, run_id: str, artifact_path: str | None) -> Iterator[Path]:
+        """An empty folder whose files become the run's artifacts under `artifact_path`.
+
+        The folder sits inside the run's own folder, so when the block ends without
+        error its content is moved into place by renames (replacing files of the same
+        name), never copied: a model is written once, where it stays, and a reader or
+        the sender never sees half a file. On error nothing is published.
+        """
+        target = _safe_join(self._artifact_root(run_id), artifact_path)
+        staging = self.run_dir(run_id) / STAGING / uuid.uuid4().hex
+        staging.mkdir(parents=True)
+        try:
+            yield staging
+            _move_into(staging, target)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
 
     def list_artifacts(self, run_id: str, path: str | None) -> list[FileInfo]:
         root = self._artifact_root(run_id)
@@ -494,6 +510,21 @@ class _Syncer:
                 return False
             time.sleep(0.002)
         return True
+
+
+def _move_into(source: Path, target: Path) -> None:
+    """Move the files under `source` to the same places under `target`, by renames."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        source.rename(target)  # the common case: nothing is there yet, one rename
+        return
+    except OSError:
+        pass  # the folder exists (a file or model logged there before): merge
+    for dirpath, _, filenames in os.walk(source):
+        rel = Path(dirpath).relative_to(source)
+        (target / rel).mkdir(parents=True, exist_ok=True)
+        for name in filenames:
+            os.replace(Path(dirpath) / name, target / rel / name)
 
 
 def _safe_join(root: Path, rel: str | None) -> Path:

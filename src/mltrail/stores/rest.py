@@ -36,14 +36,13 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import shutil
 import sys
 import threading
 import time
 import uuid
 import warnings
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -74,7 +73,7 @@ from ..exceptions import (
 from . import journal
 from .http import HttpSession, RemoteSettings, artifact_root, is_transient
 from .sender import Sender, Shipper
-from .spool import CLIENT_RUN_ID_TAG, TMP_PREFIX, ShipState, Spool, pending
+from .spool import CLIENT_RUN_ID_TAG, ShipState, Spool, pending
 
 LOCAL_EXPERIMENT_PREFIX = "local-"  # an experiment created while the server was down
 _VIEW_TYPES = {
@@ -745,24 +744,14 @@ class RestStore:
                 ref.artifact_uri = artifact_uri
         return artifact_root(artifact_uri, self.uri)
 
-    def log_artifact(self, run_id: str, local_file: Path, artifact_path: str | None) -> None:
+    @contextlib.contextmanager
+    def stage_artifacts(self, run_id: str, artifact_path: str | None) -> Iterator[Path]:
+        """Artifacts are staged in the run's spool folder, then shipped by the sender."""
         ref = self._ref(run_id)
         if ref.artifact_uri is not None:
             artifact_root(ref.artifact_uri, self.uri)  # fail now if the server cannot take it
-        target_dir = self.spool.store.run_dir(ref.spool_id) / "artifacts"
-        if artifact_path:
-            target_dir = (target_dir / artifact_path).resolve()
-            if not target_dir.is_relative_to((ref.run_dir / "artifacts").resolve()):
-                raise InvalidParameterError(
-                    f"Artifact path {artifact_path!r} points outside the run's artifacts",
-                    key=artifact_path,
-                )
-        target_dir.mkdir(parents=True, exist_ok=True)
-        name = Path(local_file).name
-        # Copy under a temporary name, then rename: the sender never sees half a file.
-        tmp = target_dir / f"{TMP_PREFIX}{uuid.uuid4().hex}-{name}"
-        shutil.copyfile(local_file, tmp)
-        os.replace(tmp, target_dir / name)
+        with self.spool.store.stage_artifacts(ref.spool_id, artifact_path) as folder:
+            yield folder
         self.sender.notify(ref.spool_id, ref.run_dir)
 
     def list_artifacts(self, run_id: str, path: str | None) -> list[FileInfo]:

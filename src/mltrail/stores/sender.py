@@ -44,6 +44,7 @@ MAX_PARAMS = 100
 MAX_TAGS = 100
 MAX_ENTITIES = 1000
 MAX_BYTES = 900_000  # the server takes 1 MB a request; the estimate below leaves a margin
+UPLOAD_THREADS = 4  # artifact files of one run sent side by side
 _READ_CHUNK = 4 << 20
 
 
@@ -141,15 +142,20 @@ class Shipper:
         self.retries = retries
         self.on_created = on_created
         self.progress = 0  # requests the server accepted: lets a waiting reader see movement
+        self._progress_lock = threading.Lock()  # uploads run on several threads
 
     def _call(self, method: str, endpoint: str, payload: dict[str, Any], **kwargs: Any) -> Any:
         answer = self.http.call(method, endpoint, payload, **kwargs)
-        self.progress += 1
+        self._moved()
         return answer
 
     def _upload(self, artifact_path: str, local_file: Path, **kwargs: Any) -> None:
         self.http.upload(artifact_path, local_file, **kwargs)
-        self.progress += 1
+        self._moved()
+
+    def _moved(self) -> None:
+        with self._progress_lock:
+            self.progress += 1
 
     def ship_run(self, run_dir: Path) -> ShipResult:
         """Send what the server lacks of the run in `run_dir`.
@@ -272,6 +278,10 @@ class Shipper:
         run_id = state.server_run_id
         assert run_id is not None
         batch = _Batch()
+        # Dataset records wait for the batch to be sent rather than cutting it in two:
+        # a dataset commutes with metrics, params and tags, so sending it later keeps
+        # the run's content the same with one request fewer.
+        datasets: list[dict[str, Any]] = []
         done = state.offset  # just past the last record wholly inside sent or open batches
 
         def commit(offset: int) -> None:
@@ -286,6 +296,10 @@ class Shipper:
                 self._call("POST", "runs/log-batch", payload, retries=self.retries)
                 result.requests += 1
                 batch = _Batch()
+            for record in datasets:
+                self._ship_other("in", record, run_id)
+                result.requests += 1
+            datasets.clear()
             commit(done)
 
         for record, end in read_journal(run_dir / journal.JOURNAL, state.offset):
@@ -316,6 +330,8 @@ class Shipper:
                         send()
                     batch.tags[key] = value  # a later value of the same key wins, as it would
                     batch.bytes += extra
+            elif kind == "in":
+                datasets.append(record)
             else:
                 send()
                 self._ship_other(kind, record, run_id)
@@ -370,10 +386,12 @@ class Shipper:
             state.artifact_uri = answer["run"]["info"]["artifact_uri"]
             state.save(run_dir)
         root = artifact_root(state.artifact_uri, self.http.base_url)
-        for rel, path in files:
+        counted = threading.Lock()
+
+        def upload(item: tuple[str, Path]) -> None:
+            rel, path = item
             before = os.stat(path)
             self._upload(f"{root}/{rel}", path, retries=self.retries)
-            result.requests += 1
             after = os.stat(path)
             # A newer copy logged to the same path meanwhile stays for the next pass.
             if (before.st_ino, before.st_size, before.st_mtime_ns) == (
@@ -382,9 +400,59 @@ class Shipper:
                 after.st_mtime_ns,
             ):
                 path.unlink()
-            state.uploaded += 1
-            result.artifacts += 1
+            with counted:
+                state.uploaded += 1
+                result.artifacts += 1
+                result.requests += 1
+
+        try:
+            run_parallel(upload, files, UPLOAD_THREADS)
+        finally:
             state.save(run_dir)
+
+
+def run_parallel(func: Callable[[Any], None], items: list[Any], workers: int) -> None:
+    """Call `func` on each item from up to `workers` threads; raise the first error.
+
+    A model is several small files and each upload is mostly waiting for the
+    server, so sending them side by side cuts a run's shipping time. After an
+    error no new item is started (a down server fails them all). Daemon threads,
+    not an executor: an upload stuck on a dead server must not hold up exit.
+    """
+    if len(items) <= 1 or workers <= 1:
+        for item in items:
+            func(item)
+        return
+    queue = iter(items)
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        while True:
+            with lock:
+                item = next(queue, _NONE) if not errors else _NONE
+            if item is _NONE:
+                return
+            try:
+                func(item)
+            except BaseException as exc:
+                with lock:
+                    errors.append(exc)
+                return
+
+    threads = [
+        threading.Thread(target=work, name="mltrail-upload", daemon=True)
+        for _ in range(min(workers, len(items)))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+_NONE = object()
 
 
 def _create_info_from_summary(run_dir: Path) -> dict[str, Any]:

@@ -42,7 +42,6 @@ SERVER_FILE = "server.json"
 EXPERIMENT_MAP = "experiments.json"
 LOCK_FILE = ".ship.lock"
 ARTIFACTS = "artifacts"
-TMP_PREFIX = ".mltrail-tmp-"
 CLIENT_RUN_ID_TAG = "mltrail.clientRunId"
 
 
@@ -137,8 +136,6 @@ def pending_artifacts(run_dir: Path) -> list[tuple[str, Path]]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for name in sorted(filenames):
-            if name.startswith(TMP_PREFIX):
-                continue  # a copy still being written by log_artifact
             path = Path(dirpath) / name
             found.append((path.relative_to(root).as_posix(), path))
     return found
