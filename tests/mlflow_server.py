@@ -46,7 +46,11 @@ class MlflowServer:
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 - lives as long as the server
         self.process = subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+            # The job runner (seven queue consumers that poll all the time, for MLflow's
+            # GenAI jobs) is off: tracking does not use it, and on 2 cores its polling
+            # took most of a core away from the tests and the benchmarks.
+            env={**os.environ, "MLFLOW_TRACKING_URI": "",
+                 "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -475,6 +475,29 @@ def test_artifacts_log_list_download(client: TrackingClient, run_id: str, tmp_pa
     assert text.read_text() == "plain text"
 
 
+def test_staged_artifacts_appear_whole_or_not_at_all(
+    client: TrackingClient, run_id: str, tmp_path: Path
+) -> None:
+    with client.stage_artifacts(run_id, "model") as folder:
+        (folder / "MLmodel").write_text("first")
+        (folder / "sub").mkdir()
+        (folder / "sub" / "a.txt").write_text("a")
+        assert client.list_artifacts(run_id, "model") == []  # nothing visible while staged
+    with pytest.raises(RuntimeError), client.stage_artifacts(run_id, "broken") as folder:
+        (folder / "half.bin").write_bytes(b"x")
+        raise RuntimeError("writing failed")
+    with client.stage_artifacts(run_id, "model") as folder:  # into an existing folder
+        (folder / "MLmodel").write_text("second")
+        (folder / "extra.txt").write_text("e")
+
+    assert {f.path for f in client.list_artifacts(run_id)} == {"model"}
+    listed = {f.path for f in client.list_artifacts(run_id, "model")}
+    assert listed == {"model/MLmodel", "model/sub", "model/extra.txt"}
+    out = Path(client.download_artifacts(run_id, "model", str(tmp_path / "out")))
+    assert (out / "MLmodel").read_text() == "second"
+    assert (out / "sub" / "a.txt").read_text() == "a"
+
+
 def test_missing_artifact_is_not_found(client: TrackingClient, run_id: str, tmp_path: Path) -> None:
     assert client.list_artifacts(run_id, "nothing-here") == []
     with pytest.raises(NotFoundError):

@@ -118,7 +118,7 @@ class Search:
         self.trials = fmin_iter.trials
         self.live = not fmin_iter.asynchronous
         self.space = SpaceInfo(self.domain.expr)
-        self.experiment_id = _experiment_of(self.client, self.run_id)
+        self.experiment_id = session.experiment_id
         self.memory = _memory(self.trials)
         self.tids_at_start = set(self.trials.tids)
         self.trial_tags = {autologging.AUTOLOGGING_TAG: FLAVOR, **session.options.extra_tags}
@@ -349,14 +349,6 @@ def log_keeping_params(
     new = [Param(k, v) for k, v in params.items() if k not in existing]
     client.log_batch(run_id, metrics, new, tags)
     return sorted(k for k, v in params.items() if k in existing and existing[k] != str(v))
-
-
-def _experiment_of(client: mltrail.TrackingClient, run_id: str) -> str:
-    """The experiment of the search run: known from the active run, else read (a request)."""
-    active = mltrail.active_run()
-    if active is not None and active.info.run_id == run_id:
-        return active.info.experiment_id
-    return client.get_run(run_id).info.experiment_id
 
 
 def _best_trial(trials: Any) -> dict[str, Any] | None:

@@ -67,6 +67,7 @@ class Session:
         flavor: the integration that opened the session.
         options: the autolog options in force for it.
         run_id: the run records go to.
+        experiment_id: that run's experiment (child runs go there too).
         created_run: True when autolog started the run (and so will end it).
     """
 
@@ -76,12 +77,14 @@ class Session:
         options: AutologOptions,
         client: TrackingClient,
         run_id: str,
+        experiment_id: str,
         active_run: fluent.ActiveRun | None,
     ) -> None:
         self.flavor = flavor
         self.options = options
         self.client = client
         self.run_id = run_id
+        self.experiment_id = experiment_id
         self.created_run = active_run is not None
         self._active_run = active_run
         self._pending: list[Metric] = []
@@ -162,10 +165,10 @@ class Session:
         """Record a finished child run of this session's run (e.g. a CV candidate)."""
 
         def create() -> str:
-            experiment_id = self.client.get_run(self.run_id).info.experiment_id
             child_tags = {fluent.PARENT_RUN_ID_TAG: self.run_id, AUTOLOGGING_TAG: self.flavor,
                           **self.options.extra_tags, **(tags or {})}
-            child = self.client.create_run(experiment_id, tags=child_tags, run_name=run_name)
+            child = self.client.create_run(self.experiment_id, tags=child_tags,
+                                           run_name=run_name)
             now = int(time.time() * 1000)
             self.client.log_batch(
                 child.info.run_id,
@@ -214,13 +217,15 @@ def _open(flavor: str, run_name: str | None, tags: dict[str, Any] | None) -> Ses
     if active is not None:
         if opts.exclusive:
             return None
-        session = Session(flavor, opts, active.client, active.info.run_id, None)
+        session = Session(flavor, opts, active.client, active.info.run_id,
+                          active.info.experiment_id, None)
         if opts.extra_tags or tags:
             session.set_tags({**opts.extra_tags, **(tags or {})})
         return session
     run_tags = {AUTOLOGGING_TAG: flavor, **opts.extra_tags, **(tags or {})}
     started = fluent.start_run(run_name=run_name, tags=run_tags)
-    return Session(flavor, opts, started.client, started.info.run_id, started)
+    return Session(flavor, opts, started.client, started.info.run_id,
+                   started.info.experiment_id, started)
 
 
 @contextlib.contextmanager

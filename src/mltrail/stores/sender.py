@@ -45,6 +45,7 @@ MAX_TAGS = 100
 MAX_ENTITIES = 1000
 MAX_BYTES = 900_000  # the server takes 1 MB a request; the estimate below leaves a margin
 UPLOAD_THREADS = 4  # artifact files of one run sent side by side
+SHIP_THREADS = 2  # runs shipped side by side (a search's child runs end together)
 _READ_CHUNK = 4 << 20
 
 
@@ -143,6 +144,7 @@ class Shipper:
         self.on_created = on_created
         self.progress = 0  # requests the server accepted: lets a waiting reader see movement
         self._progress_lock = threading.Lock()  # uploads run on several threads
+        self._inputs_lock = threading.Lock()
 
     def _call(self, method: str, endpoint: str, payload: dict[str, Any], **kwargs: Any) -> Any:
         answer = self.http.call(method, endpoint, payload, **kwargs)
@@ -366,12 +368,27 @@ class Shipper:
                 dataset = {k: v for k, v in item["dataset"].items() if v not in ("", None)}
                 tags = [{"key": k, "value": v} for k, v in item.get("tags", {}).items()]
                 datasets.append({"tags": tags, "dataset": dataset})
-            self._call(
-                "POST",
-                "runs/log-inputs",
-                {"run_id": run_id, "datasets": datasets},
-                retries=self.retries,
-            )
+            self._log_inputs({"run_id": run_id, "datasets": datasets})
+
+    def _log_inputs(self, payload: dict[str, Any]) -> None:
+        """`runs/log-inputs`, one at a time, and tried twice if refused.
+
+        The server inserts a dataset it has not seen under a unique key; two runs
+        logging the same new dataset at once make one insert fail (refused with a
+        constraint error). Runs shipped side by side therefore take turns here, and
+        a refusal, which can still come from another process's race, is retried
+        once: by then the dataset exists and the second call links it.
+        """
+        with self._inputs_lock:
+            try:
+                self._call("POST", "runs/log-inputs", payload, retries=self.retries)
+            except (AuthError, NotFoundError):
+                raise
+            except MltrailError as exc:
+                if is_transient(exc):
+                    raise
+                time.sleep(0.2)
+                self._call("POST", "runs/log-inputs", payload, retries=self.retries)
 
     # artifacts -----------------------------------------------------------
 
@@ -455,6 +472,10 @@ def run_parallel(func: Callable[[Any], None], items: list[Any], workers: int) ->
 _NONE = object()
 
 
+class _Unreachable(Exception):
+    """The server could not be reached: the sender's pass stops."""
+
+
 def _create_info_from_summary(run_dir: Path) -> dict[str, Any]:
     """Creation facts of a run whose ship state lacks them (written by an older client)."""
     summary = json.loads((run_dir / journal.SUMMARY).read_text())
@@ -480,7 +501,7 @@ class Sender:
         self._cond = threading.Condition()
         self._pending: dict[str, Path] = {}  # spool run id -> run folder
         self._broken: dict[str, str] = {}  # spool run id -> why the server refused it
-        self._busy: str | None = None
+        self._busy: set[str] = set()  # runs being shipped right now
         self._urgent = 0
         self._failures = 0  # consecutive failed attempts
         self._failure_count = 0  # every failed attempt, ever
@@ -528,8 +549,8 @@ class Sender:
 
     def has_pending(self, run_id: str | None = None) -> bool:
         if run_id is None:
-            return bool(self._pending) or self._busy is not None
-        return run_id in self._pending or self._busy == run_id
+            return bool(self._pending) or bool(self._busy)
+        return run_id in self._pending or run_id in self._busy
 
     def unsent(self) -> dict[str, Path]:
         """Runs with records this process could not deliver (pending or refused)."""
@@ -566,8 +587,8 @@ class Sender:
 
         def delivered() -> bool:
             if runs is None:
-                return not self._pending and self._busy is None
-            return not any(r in self._pending or r == self._busy for r in runs)
+                return not self._pending and not self._busy
+            return not any(r in self._pending or r in self._busy for r in runs)
 
         with self._cond:
             if delivered():
@@ -610,9 +631,12 @@ class Sender:
                     # Let a tight logging loop fill the batch before the first request.
                     self._cond.wait_for(lambda: self._urgent > 0, self.settings.send_interval)
                 queue = list(self._pending.items())
-            for run_id, run_dir in queue:
-                if self._stopped or not self._ship_one(run_id, run_dir):
-                    break
+            with contextlib.suppress(_Unreachable):
+                run_parallel(self._ship_or_stop, queue, SHIP_THREADS)
+
+    def _ship_or_stop(self, item: tuple[str, Path]) -> None:
+        if self._stopped or not self._ship_one(*item):
+            raise _Unreachable  # ends this pass: no new run is started
 
     def _ready(self) -> bool:
         return (
@@ -627,7 +651,7 @@ class Sender:
         with self._cond:
             if self._pending.pop(run_id, None) is None:
                 return True
-            self._busy = run_id
+            self._busy.add(run_id)
         keep = True
         requeue = False
         try:
@@ -661,7 +685,7 @@ class Sender:
                 )
         finally:
             with self._cond:
-                self._busy = None
+                self._busy.discard(run_id)
                 if requeue:
                     self._pending.setdefault(run_id, run_dir)
                 self._cond.notify_all()
