@@ -140,11 +140,10 @@ def test_train_params_history_importance_dataset_and_model(autolog: None) -> Non
             assert [v for _, v in points] == pytest.approx(evals_result[data][metric])
     assert not any(k.startswith("best_") for k in run.data.metrics)  # no early stopping
 
-    for kind in ("weight", "gain"):
-        assert artifact_json(run, f"feature_importance_{kind}.json") == pytest.approx(
-            booster.get_score(importance_type=kind)
-        )
-    assert set(artifact_json(run, "feature_importance_gain.json")) <= set(FEATURES)
+    assert artifact_json(run, "feature_importance_weight.json") == pytest.approx(
+        booster.get_score(importance_type="weight")
+    )
+    assert set(artifact_json(run, "feature_importance_weight.json")) <= set(FEATURES)
 
     (dataset_input,) = run.inputs.dataset_inputs
     dataset = dataset_input.dataset
@@ -455,18 +454,19 @@ def test_log_models_false_logs_no_model(no_models: None) -> None:
     dtrain, _ = dmatrices()
     xgb.train({"nthread": 1, "max_depth": 2}, dtrain, 3)
     paths = [a.path for a in TrackingClient().list_artifacts(only_run().info.run_id)]
-    assert paths == ["feature_importance_gain.json", "feature_importance_weight.json"]
+    assert paths == ["feature_importance_weight.json"]  # MLflow's default importance type
 
 
 def test_importance_types_option_and_gblinear(tracking_dir: Path) -> None:
-    mltrail.xgboost.autolog(log_models=False, importance_types=["weight", "cover"])
+    mltrail.xgboost.autolog(log_models=False, importance_types=["weight", "gain", "cover"])
     try:
         dtrain, _ = dmatrices()
         xgb.train({"nthread": 1, "booster": "gblinear"}, dtrain, 3)
         run = only_run()
         paths = [a.path for a in TrackingClient().list_artifacts(run.info.run_id)]
-        assert paths == ["feature_importance_weight.json"]  # gblinear has no "cover"
+        assert paths == ["feature_importance_weight.json"]  # gblinear has no "gain", "cover"
         assert "cover" in run.data.tags["mltrail.note.feature_importance"]
+        assert "gain" in run.data.tags["mltrail.note.feature_importance"]
     finally:
         mltrail.xgboost.autolog(disable=True)
 

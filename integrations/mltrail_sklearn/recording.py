@@ -9,10 +9,8 @@ from __future__ import annotations
 import contextlib
 import inspect
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -184,11 +182,8 @@ def log_search(session: Session, search: Any) -> None:
         session.log_metrics({"best_cv_score": float(search.best_score_)})
     import pandas as pd
 
-    results = pd.DataFrame(search.cv_results_)
-    with tempfile.TemporaryDirectory(prefix="mltrail-") as tmp:
-        path = Path(tmp) / "cv_results.csv"
-        results.to_csv(path, index=False)
-        session.log_artifact(path)
+    with session.stage_artifacts() as folder:  # written in place
+        pd.DataFrame(search.cv_results_).to_csv(folder / "cv_results.csv", index=False)
     _log_candidates(session, search.cv_results_)
 
 

@@ -39,7 +39,7 @@ from .model import load_model, load_pyfunc, log_model, save_model
 
 FLAVOR = "xgboost"
 MODULES = ("xgboost",)
-OPTIONS: dict[str, Any] = {"importance_types": ("weight", "gain")}
+OPTIONS: dict[str, Any] = {"importance_types": ("weight",)}
 SUPPORTED = {"xgboost": ("2.0", "4")}
 CLAIMS = ("xgboost",)
 
@@ -66,7 +66,7 @@ def autolog(
     silent: bool = False,
     extra_tags: dict[str, str] | None = None,
     disable_for_unsupported_versions: bool = False,
-    importance_types: Sequence[str] = ("weight", "gain"),
+    importance_types: Sequence[str] = ("weight",),
 ) -> None:
     """Turn XGBoost autologging on (or off with `disable=True`).
 
@@ -80,7 +80,8 @@ def autolog(
         disable_for_unsupported_versions: stay off on xgboost versions outside the
             tested range instead of warning.
         importance_types: the `Booster.get_score` types logged as
-            `feature_importance_<type>.json`; empty for none.
+            `feature_importance_<type>.json` (MLflow's default, `weight` only);
+            empty for none.
     """
     if isinstance(importance_types, str):
         importance_types = (importance_types,)

@@ -10,10 +10,8 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import tempfile
 from collections.abc import Callable, Mapping
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from mltrail.autologging import Session
@@ -209,9 +207,7 @@ def log_importance(session: Session, booster: Any) -> None:
     if isinstance(types, str):
         types = [types]
     skipped = []
-    # One scratch folder for all the files: creating and removing folders costs more
-    # than writing these small files.
-    with tempfile.TemporaryDirectory(prefix="mltrail-") as scratch:
+    with session.stage_artifacts() as folder:  # written in place
         for importance_type in types:
             try:
                 scores = booster.get_score(importance_type=importance_type)
@@ -222,9 +218,8 @@ def log_importance(session: Session, booster: Any) -> None:
                 str(k): float(v) if not isinstance(v, list) else [float(x) for x in v]
                 for k, v in scores.items()
             }
-            path = Path(scratch) / f"feature_importance_{importance_type}.json"
-            path.write_text(json.dumps(payload, indent=2))
-            session.log_artifact(path)
+            (folder / f"feature_importance_{importance_type}.json").write_text(
+                json.dumps(payload, indent=2))
     if skipped:
         session.set_tags({f"{NOTE_TAG}.feature_importance": "; ".join(skipped)})
 

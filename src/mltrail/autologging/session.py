@@ -21,6 +21,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -129,15 +130,10 @@ class Session:
         if pending:
             self.safe("log metrics", self.client.log_batch, self.run_id, metrics=pending)
 
-    def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
-        self.safe("log an artifact", self.client.log_artifact, self.run_id, local_path,
-                  artifact_path)
-
-    def log_dict(self, dictionary: dict[str, Any], artifact_file: str) -> None:
-        self.safe("log an artifact", self.client.log_dict, self.run_id, dictionary, artifact_file)
-
-    def log_text(self, text: str, artifact_file: str) -> None:
-        self.safe("log an artifact", self.client.log_text, self.run_id, text, artifact_file)
+    def stage_artifacts(self, artifact_path: str | None = None) -> AbstractContextManager[Path]:
+        """A folder to write artifacts of the run into, published when the block ends
+        (see `TrackingClient.stage_artifacts`); use it inside `safe`."""
+        return self.client.stage_artifacts(self.run_id, artifact_path)
 
     def log_input(self, data: Any, targets: Any = None, context: str = "train",
                   name: str | None = None) -> None:
