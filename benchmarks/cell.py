@@ -2,8 +2,10 @@
 
 Each tool patches the same frameworks, so mltrail's and MLflow's autolog cannot
 share a process; every cell therefore runs here, in a fresh interpreter, and
-prints one JSON line: the wall times of its repetitions (each including the
-final flush of pending records) and the process's peak memory.
+prints one JSON line: the wall times of its repetitions with the tool on (each
+including the final flush of pending records), the times of the bare
+repetitions paired with them (the same workload with the tool turned off, run
+just before each), and the process's peak memory.
 
     python benchmarks/cell.py WORKLOAD MODE [--models on|off] [--reps N] [--warmup N]
         [--min-seconds S] [--uri URI]
@@ -20,6 +22,8 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +35,32 @@ MODES = ("bare", "mltrail-local", "mltrail-server", "mlflow-server")
 MAX_REPS = 25
 
 
-def setup(mode: str, models: bool, uri: str | None) -> tuple[Any, Any]:
-    """Turn the tool of `mode` on; return (tracker module or None, flush function)."""
+@dataclass
+class Tool:
+    """A tracking tool in this process: the module the workload may call, and switches."""
+
+    module: Any
+    flush: Callable[[], None]
+    on: Callable[[], None]
+    off: Callable[[], None]
+
+
+def setup(mode: str, models: bool, uri: str | None) -> Tool:
+    """The tool of `mode`, set up and turned on."""
     if mode == "bare":
-        return None, lambda: None
+        return Tool(None, lambda: None, lambda: None, lambda: None)
     if mode.startswith("mltrail"):
         import mltrail
 
         mltrail.set_tracking_uri(uri or tempfile.mkdtemp(prefix="mltrail-bench-"))
         mltrail.set_experiment(f"bench-{os.getpid()}")
-        mltrail.autolog(log_models=models)
-        return mltrail, lambda: mltrail.flush(120)
+
+        def on() -> None:
+            mltrail.autolog(log_models=models)
+
+        on()
+        return Tool(mltrail, lambda: mltrail.flush(120), on,
+                    lambda: mltrail.autolog(disable=True))
     import logging
     import warnings
 
@@ -51,8 +70,13 @@ def setup(mode: str, models: bool, uri: str | None) -> tuple[Any, Any]:
     warnings.filterwarnings("ignore")
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(f"bench-{os.getpid()}")
-    mlflow.autolog(log_models=models, silent=True)
-    return mlflow, getattr(mlflow, "flush_async_logging", lambda: None)
+
+    def mlflow_on() -> None:
+        mlflow.autolog(log_models=models, silent=True)
+
+    mlflow_on()
+    return Tool(mlflow, getattr(mlflow, "flush_async_logging", lambda: None), mlflow_on,
+                lambda: mlflow.autolog(disable=True, silent=True))
 
 
 def main() -> None:
@@ -66,20 +90,35 @@ def main() -> None:
     parser.add_argument("--uri")
     args = parser.parse_args()
     train = WORKLOADS[args.workload]()
-    tracker, flush = setup(args.mode, args.models == "on", args.uri)
-    for _ in range(args.warmup):
-        train(tracker)
-        flush()
-    times: list[float] = []
-    # A short workload repeats until it has run `--min-seconds` (at most MAX_REPS
-    # times): its median then rests on enough samples to be steady on a noisy machine.
-    while len(times) < args.reps or (sum(times) < args.min_seconds and len(times) < MAX_REPS):
+    tool = setup(args.mode, args.models == "on", args.uri)
+    paired = args.mode != "bare"
+
+    def timed(tracking: bool) -> float:
         start = time.perf_counter()
-        train(tracker)
-        flush()
-        times.append(time.perf_counter() - start)
+        train(tool.module if tracking else None)
+        tool.flush()
+        return time.perf_counter() - start
+
+    if paired and args.warmup == 0:
+        tool.off()
+        timed(False)  # the framework's own first-call costs are nobody's overhead
+        tool.on()
+    for _ in range(args.warmup):
+        timed(True)
+    times: list[float] = []
+    bare_times: list[float] = []
+    # Each repetition with the tool is paired with one right before it with the tool
+    # off, in this same process, so a ratio compares runs seconds apart on a machine
+    # whose speed drifts. A short workload repeats until it has run `--min-seconds`
+    # (at most MAX_REPS times), so its medians rest on enough samples.
+    while len(times) < args.reps or (sum(times) < args.min_seconds and len(times) < MAX_REPS):
+        if paired:
+            tool.off()
+            bare_times.append(timed(False))
+            tool.on()
+        times.append(timed(True))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"times": times, "peak_mb": round(peak_mb, 1)}))
+    print(json.dumps({"times": times, "bare_times": bare_times, "peak_mb": round(peak_mb, 1)}))
 
 
 if __name__ == "__main__":

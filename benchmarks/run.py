@@ -64,6 +64,12 @@ def run_cell(workload: str, mode: str, *, models: bool, reps: int, warmup: int,
     if not result["times"]:
         return result  # warm-up only
     result["median_s"] = statistics.median(result["times"]) * scale
+    pairs = list(zip(result["times"], result["bare_times"], strict=False))
+    if pairs:
+        result["bare_median_s"] = statistics.median(result["bare_times"])
+        result["added_s"] = statistics.median(t * scale - b for t, b in pairs)
+        if result["bare_median_s"] > 0.001:  # log_metric's bare run does nothing
+            result["ratio"] = statistics.median(t / b for t, b in pairs)
     result["requests"] = None if requests is None else round(requests * scale)
     if scale != 1.0:
         result["scaled_from_calls"] = MLFLOW_LOG_METRIC_CALLS
@@ -111,14 +117,14 @@ def installed_size_mb(distribution: str) -> float | None:
     return round(total / 1e6, 1) if seen else None
 
 
-def fmt(cell: dict[str, Any] | None, bare: float | None) -> str:
+def fmt(cell: dict[str, Any] | None) -> str:
     if cell is None:
         return "-"
     if "error" in cell:
         return f"error: {cell['error'][:40]}"
     text = f"{cell['median_s']:.2f}s"
-    if bare:
-        text += f" ({cell['median_s'] / bare:.2f}x)"
+    if cell.get("ratio") is not None:
+        text += f" ({cell['ratio']:.2f}x)"
     if cell.get("requests") is not None:
         text += f", {cell['requests']} req"
     if cell.get("scaled_from_calls"):
@@ -170,7 +176,6 @@ def main() -> None:
                                 uri=uri if mode.endswith("server") else None, proxy=proxy,
                                 env=env)
 
-            row["bare"] = cell("bare")
             row["mltrail-local"] = cell("mltrail-local")
             row["mltrail-local models off"] = cell("mltrail-local", models=False)
             if uri:
@@ -186,17 +191,16 @@ def main() -> None:
         if server is not None:
             server.stop()
 
-    columns = ["bare", "mltrail-local", "mltrail-local models off", "mltrail-server",
-               "mlflow-server"]
+    columns = ["mltrail-local", "mltrail-local models off", "mltrail-server", "mlflow-server"]
     columns = [c for c in columns if any(c in row for row in results.values())]
-    print("| workload | " + " | ".join(columns) + " | MLflow added time / mltrail added time |")
-    print("|---" * (len(columns) + 2) + "|")
+    print("| workload | bare (tool off) | " + " | ".join(columns)
+          + " | MLflow added time / mltrail added time |")
+    print("|---" * (len(columns) + 3) + "|")
     for workload, row in results.items():
-        bare = row["bare"].get("median_s") or None
-        if workload == "log_metric_10k":
-            bare = None  # bare does nothing: absolute times only
-        cells = [fmt(row.get(c), bare) for c in columns]
-        print(f"| {workload} | " + " | ".join(cells) + f" | {added_ratio(row, workload)} |")
+        local = row.get("mltrail-local", {})
+        bare = f"{local['bare_median_s']:.2f}s" if "bare_median_s" in local else "-"
+        cells = [fmt(row.get(c)) for c in columns]
+        print(f"| {workload} | {bare} | " + " | ".join(cells) + f" | {added_ratio(row)} |")
 
     extra = {
         "import_s": {"mltrail": import_time("mltrail"), "mlflow": import_time("mlflow")},
@@ -211,14 +215,13 @@ def main() -> None:
     print(f"written to {args.out}", file=sys.stderr)
 
 
-def added_ratio(row: dict[str, Any], workload: str) -> str:
-    """How many times more time MLflow's autolog adds than mltrail's, both to the server."""
-    ours, theirs, bare = row.get("mltrail-server"), row.get("mlflow-server"), row.get("bare")
-    if not (ours and theirs and bare) or any("error" in c for c in (ours, theirs, bare)):
+def added_ratio(row: dict[str, Any]) -> str:
+    """How many times more time MLflow's autolog adds than mltrail's, both to the server
+    (each added time is the median over repetitions of tool-on minus its paired tool-off)."""
+    ours, theirs = row.get("mltrail-server") or {}, row.get("mlflow-server") or {}
+    if "added_s" not in ours or "added_s" not in theirs:
         return "-"
-    base = 0.0 if workload == "log_metric_10k" else bare["median_s"]
-    added_ours = max(ours["median_s"] - base, 1e-3)
-    return f"{(theirs['median_s'] - base) / added_ours:.0f}x"
+    return f"{theirs['added_s'] / max(ours['added_s'], 1e-3):.0f}x"
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from remote_helpers import RemoteFactory, history, server_runs, unique
 import mltrail
 from mltrail import cli
 from mltrail.doctor import doctor
-from mltrail.entities import Metric, Param, RunTag
+from mltrail.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mltrail.exceptions import AuthError, RemoteError
 from mltrail.stores import rest
 from mltrail.stores.spool import CLIENT_RUN_ID_TAG
@@ -177,6 +177,33 @@ def test_faults_at_the_proxy_lose_and_double_nothing(
     assert found.data.tags["stage"] == "final"
     # the local id keeps resolving to the server run
     assert client.get_run(local_id).info.run_id == found.info.run_id
+
+
+def test_runs_shipped_together_all_get_their_shared_dataset(
+    mlflow_server: Any, remote: RemoteFactory, mlflow_module: Any
+) -> None:
+    # The server inserts a new dataset under a unique key, so two runs linking the same
+    # new dataset at once can have one refused; runs shipped side by side take turns, and
+    # a refusal (another process's race gives one) is tried once more.
+    with FaultyProxy(mlflow_server.url) as proxy:
+        client = remote(proxy.url)
+        experiment_id = client.create_experiment(unique())
+        proxy.add("runs/log-inputs", ("status", 400, None))
+        dataset = Dataset(name="shared", digest="d1e2f3a4", source_type="code", source="{}")
+        context = (InputTag("mlflow.data.context", "train"),)
+        run_ids = []
+        for _ in range(6):
+            run_id = client.create_run(experiment_id).info.run_id
+            client.log_inputs(run_id, [DatasetInput(dataset, context)])
+            client.set_terminated(run_id)
+            run_ids.append(run_id)
+        assert client.store.flush(60)
+        assert proxy.count("runs/log-inputs") == 7  # six, and the refused one again
+
+    server = mlflow_module.MlflowClient(tracking_uri=mlflow_server.url)
+    for run_id in run_ids:
+        (linked,) = server.get_run(run_id).inputs.dataset_inputs
+        assert (linked.dataset.name, linked.dataset.digest) == ("shared", "d1e2f3a4")
 
 
 def test_wrong_token_is_an_auth_error_and_is_written_nowhere(

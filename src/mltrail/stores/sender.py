@@ -10,7 +10,8 @@ new offset, so an interruption at any point only resends records, which the
 server treats as no-ops (same metric point, same param value, same tag value).
 
 `Sender` is the daemon thread of one RestStore that calls `ship_run` for runs
-this process wrote to, backing off while the server is unreachable.
+this process wrote to (two runs at a time, each run's artifact files four at a
+time), backing off while the server is unreachable.
 `mltrail sync` calls `ship_run` directly for what earlier processes left.
 """
 
