@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,44 @@ def test_runs_shipped_together_all_get_their_shared_dataset(
     for run_id in run_ids:
         (linked,) = server.get_run(run_id).inputs.dataset_inputs
         assert (linked.dataset.name, linked.dataset.digest) == ("shared", "d1e2f3a4")
+
+
+def test_search_child_runs_are_created_in_the_background(
+    mlflow_server: Any, remote: RemoteFactory, mlflow_module: Any
+) -> None:
+    from sklearn.datasets import load_iris
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.tree import DecisionTreeClassifier
+
+    with FaultyProxy(mlflow_server.url) as proxy:
+        client = remote(proxy.url)
+        mltrail.set_tracking_uri(proxy.url)
+        experiment = mltrail.set_experiment(unique("grid"))
+        proxy.add("runs/create", "forward")  # the search's own run
+        proxy.add("runs/create", ("delay", 1.5), times=3)  # each candidate's, answered late
+        mltrail.sklearn.autolog(log_models=False)
+        try:
+            X, y = load_iris(return_X_y=True)
+            grid = {"max_depth": [1, 2, 3]}
+            GridSearchCV(DecisionTreeClassifier(random_state=0), grid, cv=2).fit(X, y)
+            fit_returned = time.monotonic()
+        finally:
+            mltrail.sklearn.autolog(disable=True)
+        assert client.store.flush(60)
+        creates = [s.at for s in proxy.seen if s.path.endswith("runs/create")]
+        assert len(creates) == 4  # the search's run and three candidates
+        # The fit did not wait for the candidates' ids: the last was answered after it.
+        assert creates[-1] + 1.5 > fit_returned
+        assert proxy.count("runs/search") == 0  # never offered before: nothing to look up
+
+    server = mlflow_module.MlflowClient(tracking_uri=mlflow_server.url)
+    runs = server_runs(server, experiment.experiment_id)
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert sorted(c.data.params["max_depth"] for c in children) == ["1", "2", "3"]
+    assert all(c.info.status == "FINISHED" for c in children)
+    assert all("mean_test_score" in c.data.metrics for c in children)
 
 
 def test_wrong_token_is_an_auth_error_and_is_written_nowhere(

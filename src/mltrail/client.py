@@ -109,8 +109,17 @@ class TrackingClient:
         start_time: int | None = None,
         tags: dict[str, Any] | None = None,
         run_name: str | None = None,
+        *,
+        defer: bool = False,
     ) -> Run:
-        """Start a run carrying the system tags (user, source, git) of this process."""
+        """Start a run carrying the system tags (user, source, git) of this process.
+
+        With `defer`, a tracking server is not asked for the run's id now: the run
+        starts with a local id, the background sender creates it on the server, and
+        this client resolves the local id to the server's from then on. For runs
+        whose id nobody reads at once (autolog's child runs of a search), this spares
+        a round trip each. A local store ignores it.
+        """
         all_tags = dict(environment.system_tags())
         all_tags.update({k: v for k, v in (tags or {}).items()})
         if run_name is None:
@@ -129,6 +138,7 @@ class TrackingClient:
             start_time or _now_ms(),
             run_tags,
             run_name,
+            defer=defer,
         )
 
     def get_run(self, run_id: str) -> Run:

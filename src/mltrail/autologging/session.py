@@ -158,13 +158,20 @@ class Session:
         metrics: dict[str, float],
         tags: dict[str, Any] | None = None,
     ) -> str | None:
-        """Record a finished child run of this session's run (e.g. a CV candidate)."""
+        """Record a finished child run of this session's run (e.g. a CV candidate).
+
+        Returns its id as this client knows it. Against a tracking server the run
+        is created in the background (`create_run(defer=True)`), so that id may be a
+        local one, which this client resolves but the server does not know: do not
+        write it into another run's tags.
+        """
 
         def create() -> str:
             child_tags = {fluent.PARENT_RUN_ID_TAG: self.run_id, AUTOLOGGING_TAG: self.flavor,
                           **self.options.extra_tags, **(tags or {})}
+            # Nothing reads a child's id now: the server gives it in the background.
             child = self.client.create_run(self.experiment_id, tags=child_tags,
-                                           run_name=run_name)
+                                           run_name=run_name, defer=True)
             now = int(time.time() * 1000)
             self.client.log_batch(
                 child.info.run_id,

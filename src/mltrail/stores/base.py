@@ -48,7 +48,12 @@ class Store(Protocol):
         start_time: int,
         tags: Sequence[RunTag],
         run_name: str,
-    ) -> Run: ...
+        *,
+        defer: bool = False,
+    ) -> Run:
+        """Create a run; `defer` lets a remote store give it its id later (see
+        `TrackingClient.create_run`)."""
+        ...
 
     def get_run(self, run_id: str) -> Run: ...
 

@@ -210,6 +210,8 @@ class LocalStore:
         tags: Sequence[RunTag],
         run_name: str,
         run_id: str | None = None,
+        *,
+        defer: bool = False,  # a local run's id is final at once
     ) -> Run:
         experiment = self.get_experiment(experiment_id)
         if experiment.lifecycle_stage != LifecycleStage.ACTIVE:

@@ -457,6 +457,8 @@ class RestStore:
         start_time: int,
         tags: Sequence[RunTag],
         run_name: str,
+        *,
+        defer: bool = False,
     ) -> Run:
         experiment_id = str(experiment_id)
         client_id = uuid.uuid4().hex
@@ -469,7 +471,8 @@ class RestStore:
         else:
             spool_exp, server_exp = None, experiment_id
         answer = None
-        if server_exp is not None and self.sender.may_try():
+        asked = not defer and server_exp is not None and self.sender.may_try()
+        if asked:
             try:
                 answer = self.http.call(
                     "POST",
@@ -513,6 +516,7 @@ class RestStore:
             client_run_id=spool_id,
             server_run_id=spool_id if server_run is not None else None,
             server_experiment_id=server_exp,
+            create_sent=asked,
             create={
                 "start_time": start_time,
                 "user_id": user_id,

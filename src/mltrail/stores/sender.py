@@ -201,22 +201,26 @@ class Shipper:
         experiment_id = state.server_experiment_id or self.resolve_experiment(run_dir.parent)
         create = state.create or _create_info_from_summary(run_dir)
         client_id = state.client_run_id
-        found = self._call(
-            "POST",
-            "runs/search",
-            {
-                "experiment_ids": [experiment_id],
-                "filter": f"tags.`{CLIENT_RUN_ID_TAG}` = '{client_id}'",
-                "run_view_type": "ALL",
-                "max_results": 1,
-            },
-            retries=self.retries,
-        )
-        result.requests += 1
-        runs = found.get("runs") or []
+        runs = []
+        if state.create_sent:
+            found = self._call(
+                "POST",
+                "runs/search",
+                {
+                    "experiment_ids": [experiment_id],
+                    "filter": f"tags.`{CLIENT_RUN_ID_TAG}` = '{client_id}'",
+                    "run_view_type": "ALL",
+                    "max_results": 1,
+                },
+                retries=self.retries,
+            )
+            result.requests += 1
+            runs = found.get("runs") or []
         if runs:
             info = runs[0]["info"]
         else:
+            state.create_sent = True  # from here on, a lost answer means: look it up first
+            state.save(run_dir)
             tags = dict(create.get("tags") or {})
             tags[CLIENT_RUN_ID_TAG] = client_id
             answer = self._call(

@@ -68,6 +68,9 @@ class ShipState:
         server_run_id: the run's id on the server; None until it is created there.
         server_experiment_id: the server experiment, when known at creation.
         create: what `runs/create` needs (start_time, user_id, run_name, tags).
+        create_sent: a `runs/create` for the run may have reached the server (its
+            answer lost), so the sender looks the run up by its client id before
+            creating it; False only for a run never offered to the server.
         offset: the journal byte offset up to which every record was accepted.
         artifact_uri: the run's artifact URI on the server.
         uploaded: artifact files uploaded so far.
@@ -78,6 +81,7 @@ class ShipState:
     server_run_id: str | None = None
     server_experiment_id: str | None = None
     create: dict[str, Any] = field(default_factory=dict)
+    create_sent: bool = True
     offset: int = 0
     artifact_uri: str | None = None
     uploaded: int = 0
