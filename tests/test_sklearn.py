@@ -29,6 +29,7 @@ from sklearn.model_selection import (
 )
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_info
 
 import mltrail
 from mltrail.autologging import MltrailWarning
@@ -87,6 +88,35 @@ def test_forest_labels_from_probabilities_match_predict(autolog: None) -> None:
     assert metrics["training_accuracy_score"] == pytest.approx(skm.accuracy_score(names, pred))
     assert metrics["training_f1_score"] == pytest.approx(
         skm.f1_score(names, pred, average="weighted"))
+
+
+def _blas_threads() -> list[int]:
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+PREDICT_THREADS: list[list[int]] = []
+
+
+class ThreadCountingRegression(LinearRegression):
+    """Notes the BLAS thread counts each predict call runs with."""
+
+    def predict(self, X):  # type: ignore[no-untyped-def]
+        PREDICT_THREADS.append(_blas_threads())
+        return super().predict(X)
+
+
+def test_training_predictions_use_one_blas_thread_and_restore_the_count(autolog: None) -> None:
+    # Autolog's own predictions run with one BLAS thread (OpenBLAS workers left spinning
+    # by a threaded call slowed the user's next fit); the user's setting comes back after.
+    before = _blas_threads()
+    X, y = load_diabetes(return_X_y=True)
+    PREDICT_THREADS.clear()
+    model = ThreadCountingRegression().fit(X, y)
+    assert PREDICT_THREADS and all(counts == [1] * len(before) for counts in PREDICT_THREADS)
+    assert _blas_threads() == before
+    model.predict(X)  # the user's own call: their thread count
+    assert PREDICT_THREADS[-1] == before
+    assert "training_r2_score" in only_run().data.metrics
 
 
 def test_regressor_metrics_respect_sample_weight(autolog: None) -> None:
