@@ -95,16 +95,17 @@ def _train_wrapper(
         arguments = session.safe("read the train arguments", recording.bind, wrapped, args, kwargs)
         _log_arguments(session, arguments, recording.TRAIN_ARGS)
         booster = _call_with_metrics(session, wrapped, args, kwargs, arguments)
-        session.safe("log feature importance", recording.log_importance, session, booster)
-        if session.options.log_models:
-            session.safe(
-                "log the model",
-                recording.log_fitted_model,
-                session,
-                booster,
-                (arguments or {}).get("dtrain"),
-            )
+        _log_trained(session, booster, booster, (arguments or {}).get("dtrain"))
         return booster
+
+
+def _log_trained(session: autologging.Session, booster: Any, model: Any, data: Any) -> None:
+    """What train and a wrapper's fit log once trained: importance and the model
+    (the Booster, or the wrapper itself), with the training data for its signature."""
+    if booster is not None:
+        session.safe("log feature importance", recording.log_importance, session, booster)
+    if session.options.log_models:
+        session.safe("log the model", recording.log_fitted_model, session, model, data)
 
 
 def _log_arguments(
@@ -147,14 +148,5 @@ def _fit_wrapper(
         finally:
             _fit_session.reset(token)
         booster = session.safe("read the booster", instance.get_booster)
-        if booster is not None:
-            session.safe("log feature importance", recording.log_importance, session, booster)
-        if session.options.log_models:
-            session.safe(
-                "log the model",
-                recording.log_fitted_model,
-                session,
-                instance,
-                (arguments or {}).get("X"),
-            )
+        _log_trained(session, booster, instance, (arguments or {}).get("X"))
         return result

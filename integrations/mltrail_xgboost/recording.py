@@ -206,6 +206,8 @@ def log_importance(session: Session, booster: Any) -> None:
     types = session.options.extra.get("importance_types") or []
     if isinstance(types, str):
         types = [types]
+    if not types:
+        return
     skipped = []
     with session.stage_artifacts() as folder:  # written in place
         for importance_type in types:
