@@ -48,12 +48,7 @@ from typing import Any
 
 import mltrail.autologging as autologging
 
-FLAVOR = "hyperopt"
-MODULES = ("hyperopt",)
-OPTIONS: dict[str, Any] = {}
-SUPPORTED = {"hyperopt": ("0.2.7", "0.4")}
-
-__all__ = ["FLAVOR", "MODULES", "OPTIONS", "SUPPORTED", "autolog", "patch"]
+__all__ = ["INTEGRATION", "autolog", "patch"]
 
 
 def autolog(
@@ -95,3 +90,11 @@ def patch(module: Any) -> None:
     from . import patches
 
     patches.patch_hyperopt(module)
+
+
+INTEGRATION = autologging.Integration(
+    flavor="hyperopt",
+    modules=("hyperopt",),
+    patch=patch,
+    supported={"hyperopt": ("0.2.7", "0.4")},
+)

@@ -13,7 +13,6 @@ the trial, so that is where a trial's child run is opened.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable
 from typing import Any
 
 import mltrail.autologging as autologging
@@ -32,29 +31,35 @@ def patch_hyperopt(module: Any) -> None:
 
 
 def _exhaust_wrapper(
-    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
+    call_original: autologging.OriginalCall, instance: Any, args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> None:
     if instance is None:
-        return wrapped(*args, **kwargs)
+        call_original(*args, **kwargs)
+        return
     with autologging.training_run(FLAVOR) as session:
         if session is None:
-            return wrapped(*args, **kwargs)
+            call_original(*args, **kwargs)
+            return
         search = session.safe("start recording the search", Search.start, session, instance)
         if search is None:
-            return wrapped(*args, **kwargs)
+            call_original(*args, **kwargs)
+            return
         token = _search.set(search)
         try:
-            return wrapped(*args, **kwargs)
+            call_original(*args, **kwargs)
         finally:
             _search.reset(token)
             session.safe("record the search's outcome", search.finish)
 
 
 def _evaluate_wrapper(
-    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
+    call_original: autologging.OriginalCall, instance: Any, args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> None:
     search = _search.get()
     # Only the domain of the search under way, evaluated in its own process and thread.
     if search is None or not search.live or instance is not search.domain:
-        return wrapped(*args, **kwargs)
-    return search.evaluate(wrapped, instance, args, kwargs)
+        call_original(*args, **kwargs)
+        return
+    search.evaluate(call_original, instance, args, kwargs)

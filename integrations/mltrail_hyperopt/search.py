@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import numbers
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
 from hyperopt import JOB_STATE_DONE, JOB_STATE_ERROR, STATUS_FAIL, STATUS_OK, space_eval
 
-import mltrail
 import mltrail.autologging as autologging
-from mltrail.entities import Metric, Param, RunStatus, RunTag
-from mltrail.exceptions import ParamConflictError
+from mltrail.autologging import Metric, RunStatus, RunTag, log_keeping_params
 
 from .space import SpaceInfo, algo_params, clean_key, qualified_name, rstate_params
 
@@ -86,8 +84,8 @@ class Trial:
         self,
         tid: Any,
         doc: dict[str, Any] | None,
-        active: mltrail.ActiveRun,
-        below: mltrail.ActiveRun | None,
+        active: autologging.ActiveRun,
+        below: autologging.ActiveRun | None,
     ) -> None:
         self.tid = tid
         self.doc = doc
@@ -166,7 +164,7 @@ class Search:
 
     def evaluate(
         self,
-        wrapped: Callable[..., Any],
+        call_original: autologging.OriginalCall,
         domain: Any,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
@@ -182,13 +180,13 @@ class Search:
         doc = doc if isinstance(doc, dict) else None
         trial = self.session.safe("start a trial run", self._open_trial, doc)
         if trial is None:
-            return wrapped(*args, **kwargs)
+            return call_original(*args, **kwargs)
         original = domain.fn
         if not domain.pass_expr_memo_ctrl:
             domain.fn = self._capturing(trial, original)
         try:
             with autologging.isolated(), autologging.adoptable(trial.active):
-                result = wrapped(*args, **kwargs)
+                result = call_original(*args, **kwargs)
         except BaseException as exc:
             self._close_trial(trial, None, exc)
             raise
@@ -202,8 +200,8 @@ class Search:
         tags = dict(self.trial_tags)
         if tid is not None:
             tags[TRIAL_ID_TAG] = tid
-        below = mltrail.active_run()
-        active = mltrail.start_run(
+        below = autologging.active_run()
+        active = autologging.start_run(
             experiment_id=self.experiment_id,
             parent_run_id=self.run_id,
             run_name="trial" if tid is None else f"trial-{tid}",
@@ -265,13 +263,13 @@ class Search:
     def _end_trial(self, trial: Trial, status: str) -> None:
         """End the trial run, and any run the objective left open above it."""
         while True:
-            top = mltrail.active_run()
+            top = autologging.active_run()
             if top is None or top is trial.below:
                 break  # the objective ended the trial run itself
             if top is trial.active:
-                mltrail.end_run(status)
+                autologging.end_run(status)
                 return
-            mltrail.end_run(status)  # an adopted handle (not ended) or a run left open
+            autologging.end_run(status)  # an adopted handle (not ended) or a run left open
         self.client.set_terminated(trial.run_id, status)
 
     # the end ---------------------------------------------------------------
@@ -326,29 +324,6 @@ class Search:
         end_time = _ms(doc.get("refresh_time"))
         self._log_trial(run_id, self._point_of(doc), metrics, tags, end_time)
         self.client.set_terminated(run_id, status, end_time)
-
-
-def log_keeping_params(
-    client: mltrail.TrackingClient,
-    run_id: str,
-    params: dict[str, Any],
-    metrics: Sequence[Metric] = (),
-    tags: Sequence[RunTag] = (),
-) -> list[str]:
-    """Log a batch, except params the run already has with another value; returns their keys.
-
-    Tried as one batch first: a run rarely has the keys already, re-logging a
-    key with the same value is allowed, and a conflicting batch is refused
-    whole, so the run is read (and the batch sent again) only on a conflict.
-    """
-    try:
-        client.log_batch(run_id, metrics, [Param(k, v) for k, v in params.items()], tags)
-        return []
-    except ParamConflictError:
-        existing = client.get_run(run_id).data.params
-    new = [Param(k, v) for k, v in params.items() if k not in existing]
-    client.log_batch(run_id, metrics, new, tags)
-    return sorted(k for k, v in params.items() if k in existing and existing[k] != str(v))
 
 
 def _best_trial(trials: Any) -> dict[str, Any] | None:

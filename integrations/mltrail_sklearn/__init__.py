@@ -17,13 +17,7 @@ import mltrail.autologging as autologging
 
 from .model import load_model, log_model, save_model
 
-FLAVOR = "sklearn"
-MODULES = ("sklearn.base", "sklearn.model_selection._validation")
-OPTIONS: dict[str, Any] = {"max_tuning_runs": 5, "pos_label": None}
-SUPPORTED = {"scikit-learn": ("1.3", "1.10")}
-
-__all__ = ["FLAVOR", "MODULES", "OPTIONS", "SUPPORTED", "autolog", "load_model", "log_model",
-           "patch", "save_model"]
+__all__ = ["INTEGRATION", "autolog", "load_model", "log_model", "patch", "save_model"]
 
 
 def autolog(
@@ -72,5 +66,16 @@ def patch(module: Any) -> None:
 
     if module.__name__ == "sklearn.base":
         patches.patch_estimators(module.BaseEstimator)
+    elif module.__name__ == "sklearn.utils.parallel":
+        patches.patch_parallel(module)
     else:
-        patches.patch_cv_helpers(module)
+        patches.patch_validation(module)
+
+
+INTEGRATION = autologging.Integration(
+    flavor="sklearn",
+    modules=("sklearn.base", "sklearn.utils.parallel", "sklearn.model_selection._validation"),
+    patch=patch,
+    options={"max_tuning_runs": 5, "pos_label": None},
+    supported={"scikit-learn": ("1.3", "1.10")},
+)

@@ -19,8 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mltrail import models
-from mltrail.exceptions import InvalidParameterError
+from mltrail.autologging import InvalidParameterError, models
 
 FLAVOR_NAME = "sklearn"
 MODEL_FILE = "model.pkl"

@@ -10,7 +10,6 @@ class that defines the method itself is patched, so a subclass calling
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
 from typing import Any
 
 import mltrail.autologging as autologging
@@ -19,8 +18,6 @@ from . import recording
 
 FLAVOR = "sklearn"
 FIT_METHODS = ("fit", "fit_transform", "fit_predict")
-# Helpers that fit clones of an estimator once per fold; their fits are not runs.
-CV_HELPERS = ("_fit_and_score", "_fit_and_predict", "_permutation_test_score")
 
 
 def _patch_class(cls: type) -> None:
@@ -51,37 +48,59 @@ def patch_estimators(base_estimator: type) -> None:
     base_estimator._mltrail_subclass_hook = True  # type: ignore[attr-defined]
 
 
-def patch_cv_helpers(validation_module: Any) -> None:
-    for name in CV_HELPERS:
-        autologging.safe_patch(FLAVOR, validation_module, name, _suppressing_wrapper)
+def patch_parallel(parallel_module: Any) -> None:
+    """Record nothing for what scikit-learn runs through its own `Parallel`.
+
+    Every fold of `cross_val_score`, a search's candidates, `learning_curve`,
+    `permutation_importance` and the like, and the inner fits of ensembles and
+    multi-output wrappers, run as `sklearn.utils.parallel._FuncWrapper` calls,
+    in this thread, a worker thread or a worker process. Patching that one class
+    (rather than the helpers each caller imports under its own name) holds
+    whatever the import order, reaches threads where the caller's context does
+    not, and ships nothing patched to worker processes: the tasks pickle as
+    scikit-learn's own objects. Loky workers are fresh interpreters where
+    autolog is off; forked ones inherit this patch.
+    """
+    autologging.safe_patch(FLAVOR, parallel_module._FuncWrapper, "__call__", _suppressing_wrapper)
+
+
+def patch_validation(validation_module: Any) -> None:
+    """`permutation_test_score` scores the unpermuted data by calling its fold helper
+    directly, outside `Parallel`; the helper is looked up in its module at call time."""
+    autologging.safe_patch(FLAVOR, validation_module, "_permutation_test_score",
+                           _suppressing_wrapper)
 
 
 def _suppressing_wrapper(
-    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
+    call_original: autologging.OriginalCall, instance: Any, args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> None:
     with autologging.suppressed():
-        return wrapped(*args, **kwargs)
+        call_original(*args, **kwargs)
 
 
 def _fit_wrapper(
-    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
+    call_original: autologging.OriginalCall, instance: Any, args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> None:
     if autologging.in_training() or instance is None:
-        return wrapped(*args, **kwargs)
+        call_original(*args, **kwargs)
+        return
     if autologging.owner_of(type(instance).__module__) not in (None, FLAVOR):
-        return wrapped(*args, **kwargs)  # another integration records this class
+        call_original(*args, **kwargs)  # another integration records this class
+        return
     with autologging.training_run(FLAVOR) as session:
         if session is None:
-            return wrapped(*args, **kwargs)
+            call_original(*args, **kwargs)
+            return
         X, y, sample_weight = session.safe("read the fit arguments", recording.fit_inputs,
-                                           wrapped, args, kwargs) or (None, None, None)
+                                           call_original.func, args, kwargs) or (None, None, None)
         session.safe("log params", recording.log_params, session, instance)
         session.log_input(X, y)
-        result = wrapped(*args, **kwargs)
-        with recording.one_blas_thread():
+        call_original(*args, **kwargs)
+        with recording.one_blas_thread(), recording.same_random_state(instance):
             session.safe("log training metrics", recording.log_training_metrics, session,
                          instance, X, y, sample_weight)
             session.safe("log the search results", recording.log_search, session, instance)
             if session.options.log_models:
                 session.safe("log the model", recording.log_fitted_model, session, instance, X)
-        return result

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any
@@ -28,11 +29,21 @@ def _signature(func: Callable[..., Any]) -> inspect.Signature:
 
 
 def fit_inputs(
-    wrapped: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[Any, Any, Any]:
-    """The X, y and sample_weight a fit call received (None where absent)."""
-    bound = _signature(wrapped).bind_partial(*args, **kwargs).arguments
-    params = list(_signature(wrapped).parameters)
+    """The X, y and sample_weight a fit call received (None where absent).
+
+    A bound method is read through its function, so the signature cache holds
+    functions only, never the estimators the methods are bound to.
+    """
+    func = getattr(method, "__func__", method)
+    if func is not method:
+        args = (method.__self__, *args)  # type: ignore[attr-defined]
+    try:
+        bound = _signature(func).bind_partial(*args, **kwargs).arguments
+    except TypeError:  # a call the fit itself will refuse, with its own error
+        return None, None, None
+    params = list(_signature(func).parameters)[1 if func is not method else 0:]
     x = bound.get("X", bound.get(params[0]) if params else None)
     y = bound.get("y", bound.get("Y"))
     fit_params = bound.get("fit_params") or bound.get("kwargs") or {}
@@ -47,26 +58,92 @@ def _blas_controller() -> Any:
     return ThreadpoolController()
 
 
-@contextlib.contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """Run autolog's own predictions on the training data with a single BLAS thread.
+class _OneBlasThread:
+    """A process-wide BLAS limit of one thread, shared by the fits that want it.
 
     A multi-threaded BLAS call (a linear model's predict) leaves OpenBLAS's worker
     threads spinning for a while after it returns; on a 2-core machine that slowed
     the user's next fit of a Lasso on 50,000 x 50 from 21 ms to 38-42 ms, against
     4-7 ms for the prediction itself. One thread keeps the cost to the prediction.
-    The limit is process-wide while it lasts (milliseconds). It is only a speed-up:
-    if threadpoolctl cannot set or restore it, the predictions run as they are.
+
+    The limit is process-wide, so fits in several threads share it: the first one
+    in sets it, the last one out restores the counts found before the first (a
+    limit per fit would have the second save the first one's 1 and restore 1 for
+    good). It is only a speed-up: if threadpoolctl cannot set or restore it, the
+    predictions run as they are.
     """
-    limiter = None
-    with contextlib.suppress(Exception):
-        limiter = _blas_controller().limit(limits=1, user_api="blas")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._limiter: Any = None
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._users == 0:
+                with contextlib.suppress(Exception):
+                    self._limiter = _blas_controller().limit(limits=1, user_api="blas")
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0 and self._limiter is not None:
+                    limiter, self._limiter = self._limiter, None
+                    with contextlib.suppress(Exception):
+                        limiter.__exit__(None, None, None)  # restores the counts found
+
+
+one_blas_thread = _OneBlasThread()
+
+
+def _random_states(estimator: Any) -> list[Any]:
+    """The numpy random generators an estimator (and the estimators inside it) holds."""
+    found: dict[int, Any] = {}
+    todo, seen = [estimator], set()
+    while todo:
+        item = todo.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, (np.random.RandomState, np.random.Generator)):
+            found[id(item)] = item
+        elif isinstance(item, (list, tuple)):
+            todo.extend(item)
+        elif isinstance(item, dict):
+            todo.extend(item.values())
+        elif hasattr(item, "get_params") and hasattr(item, "__dict__"):
+            todo.extend(vars(item).values())
+    return list(found.values())
+
+
+@contextlib.contextmanager
+def same_random_state(estimator: Any) -> Iterator[None]:
+    """Leave numpy's global random state, and every generator the estimator holds, as found.
+
+    Autolog predicts on the training data after the fit; a stochastic estimator's
+    predictions (DummyClassifier(strategy="stratified"), anything drawing from
+    `np.random`) consume random numbers, which would change what the user's code
+    draws next. Reproducibility is what tracking is for, so the states are put
+    back. (A thread drawing from the global state during those milliseconds
+    would be put back with it.)
+    """
+    states = [(np.random.mtrand._rand, np.random.get_state())]
+    for generator in _random_states(estimator):
+        if isinstance(generator, np.random.Generator):
+            states.append((generator.bit_generator, generator.bit_generator.state))
+        else:
+            states.append((generator, generator.get_state()))
     try:
         yield
     finally:
-        if limiter is not None:
-            with contextlib.suppress(Exception):
-                limiter.__exit__(None, None, None)  # restores the previous thread counts
+        for owner, state in states:
+            if isinstance(owner, np.random.RandomState):
+                owner.set_state(state)
+            else:
+                owner.state = state
 
 
 def log_params(session: Session, estimator: Any) -> None:
@@ -104,27 +181,66 @@ def _sklearn_kind(estimator: Any) -> str:
 def log_training_metrics(
     session: Session, estimator: Any, x: Any, y: Any, sample_weight: Any
 ) -> None:
-    """Metrics on the training data, prefixed `training_`, respecting sample weights."""
+    """Metrics on the training data, prefixed `training_`, respecting sample weights.
+
+    A search is measured through its refitted `best_estimator_` (what its own
+    predict would call), never through the search object, whose methods a custom
+    search may not provide; with `refit=False` there is nothing to measure.
+    """
     if x is None or y is None:
         session.set_tags({f"{NOTE_TAG}.training_metrics": "skipped: fit() received no y"})
         return
+    if hasattr(estimator, "cv_results_"):
+        estimator = getattr(estimator, "best_estimator_", None)
+        if estimator is None:
+            session.set_tags({f"{NOTE_TAG}.training_metrics":
+                              "skipped: the search has no refitted best estimator"})
+            return
     kind = _sklearn_kind(estimator)
     metrics: dict[str, float] = {}
-    if kind == "classifier":
-        y_pred, proba = _classifier_predictions(estimator, x)
-        metrics.update(_classifier_metrics(session, estimator, y, y_pred, proba, sample_weight))
-    elif kind == "regressor":
-        metrics.update(_regressor_metrics(y, estimator.predict(x), sample_weight))
-    score = _score(estimator, kind, x, y, sample_weight, metrics)
-    if score is not None:
-        metrics["training_score"] = score
+    try:
+        if kind == "classifier":
+            y_pred, proba = _classifier_predictions(estimator, x)
+            metrics.update(_classifier_metrics(session, estimator, y, y_pred, proba,
+                                               sample_weight))
+        elif kind == "regressor":
+            y_pred = _ask(estimator.predict, x)
+            metrics.update(_regressor_metrics(y, y_pred, sample_weight))
+        score = _score(estimator, kind, x, y, sample_weight, metrics)
+        if score is not None:
+            metrics["training_score"] = score
+    except _Refused as refused:
+        session.set_tags({f"{NOTE_TAG}.training_metrics": str(refused)})
     session.log_metrics(metrics)
+
+
+class _Refused(Exception):
+    """The estimator's own method raised when autolog called it on the training data.
+
+    That is the estimator's answer, not mltrail's bug (a multi-output target its
+    `score` does not take, a predict that needs more than X): the run notes it in a
+    tag and keeps the metrics it has, even in strict mode.
+    """
+
+
+def _ask(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call one of the estimator's methods for autolog's metrics; `_Refused` if it raises."""
+    try:
+        return method(*args, **kwargs)
+    except Exception as exc:
+        name = getattr(method, "__name__", "a method")
+        raise _Refused(f"skipped: {name}() raised {type(exc).__name__}: {exc}") from exc
 
 
 def _score(
     estimator: Any, kind: str, x: Any, y: Any, sample_weight: Any, metrics: dict[str, float]
 ) -> float | None:
-    """The estimator's own `score`, reusing a metric already computed when it is the same."""
+    """The estimator's own `score`, called at most once, never with a scorer the user passed.
+
+    Where `score` is scikit-learn's default (accuracy, R²) the metric already
+    computed is reused. An estimator given a callable `scoring` would call that
+    user code once more from `score`, so it gets no `training_score`.
+    """
     from sklearn.base import ClassifierMixin, RegressorMixin
 
     score_method = getattr(type(estimator), "score", None)
@@ -134,12 +250,17 @@ def _score(
         return metrics.get("training_accuracy_score")
     if kind == "regressor" and score_method is RegressorMixin.score:
         return metrics.get("training_r2_score")
-    try:
-        if sample_weight is not None:
-            return float(estimator.score(x, y, sample_weight=sample_weight))
-        return float(estimator.score(x, y))
-    except TypeError:  # a score() without sample_weight
-        return float(estimator.score(x, y))
+    if callable(getattr(estimator, "scoring", None)):
+        return None
+    if sample_weight is not None and _accepts(score_method, "sample_weight"):
+        return float(_ask(estimator.score, x, y, sample_weight=sample_weight))
+    return float(_ask(estimator.score, x, y))
+
+
+def _accepts(func: Callable[..., Any], name: str) -> bool:
+    parameters = _signature(getattr(func, "__func__", func)).parameters
+    return name in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
 
 def _classifier_predictions(estimator: Any, x: Any) -> tuple[Any, Any]:
@@ -159,18 +280,27 @@ def _classifier_predictions(estimator: Any, x: Any) -> tuple[Any, Any]:
     if (proba is not None and forest is not None and type(estimator).predict is forest.predict
             and getattr(estimator, "n_outputs_", 1) == 1):
         return np.asarray(estimator.classes_).take(np.argmax(proba, axis=1), axis=0), proba
-    return estimator.predict(x), proba
+    return _ask(estimator.predict, x), proba
 
 
 def _classifier_metrics(
     session: Session, estimator: Any, y: Any, y_pred: Any, proba: Any, sample_weight: Any
 ) -> dict[str, float]:
-    labels = np.asarray(estimator.classes_)
-    if np.ndim(y) > 1 or labels.ndim > 1:
-        return {}  # multi-output classification: only the estimator's own score
+    """Accuracy, precision, recall, f1; log loss and ROC AUC from well-formed probabilities.
+
+    Multi-output and multilabel classifiers (2-D targets, `classes_` as one array
+    per output) get only their own score. Probabilities count only as one row per
+    sample and one column per class of `classes_`, with every label of `y` among
+    the classes.
+    """
+    labels = getattr(estimator, "classes_", None)
+    if not isinstance(labels, np.ndarray) or labels.ndim != 1 or np.ndim(y) > 1:
+        return {}
+    y = np.asarray(y)
     pos_label = session.options.extra.get("pos_label")
     out = scores.classification(y, y_pred, labels, sample_weight, pos_label)
-    if proba is not None:
+    if (proba is not None and np.ndim(proba) == 2 and np.shape(proba) == (len(y), len(labels))
+            and np.isin(y, labels).all()):
         out["log_loss"] = scores.log_loss(y, proba, labels, sample_weight)
         with contextlib.suppress(ValueError):  # one class only in y: AUC is undefined
             out["roc_auc"] = scores.roc_auc(y, proba, labels, sample_weight)

@@ -37,25 +37,8 @@ import mltrail.autologging as autologging
 
 from .model import load_model, load_pyfunc, log_model, save_model
 
-FLAVOR = "xgboost"
-MODULES = ("xgboost",)
-OPTIONS: dict[str, Any] = {"importance_types": ("weight",)}
-SUPPORTED = {"xgboost": ("2.0", "4")}
-CLAIMS = ("xgboost",)
-
-__all__ = [
-    "CLAIMS",
-    "FLAVOR",
-    "MODULES",
-    "OPTIONS",
-    "SUPPORTED",
-    "autolog",
-    "load_model",
-    "load_pyfunc",
-    "log_model",
-    "patch",
-    "save_model",
-]
+__all__ = ["INTEGRATION", "autolog", "load_model", "load_pyfunc", "log_model", "patch",
+           "save_model"]
 
 
 def autolog(
@@ -99,7 +82,17 @@ def autolog(
 
 
 def patch(module: Any) -> None:
-    """Install the patches once `xgboost` is imported (see MODULES)."""
+    """Install the patches once `xgboost` is imported."""
     from . import patches
 
     patches.patch_all(module)
+
+
+INTEGRATION = autologging.Integration(
+    flavor="xgboost",
+    modules=("xgboost",),
+    patch=patch,
+    options={"importance_types": ("weight",)},
+    supported={"xgboost": ("2.0", "4")},
+    claims=("xgboost",),  # its sklearn wrappers are recorded here, not by the sklearn plugin
+)

@@ -16,8 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mltrail import models
-from mltrail.exceptions import InvalidParameterError
+from mltrail.autologging import InvalidParameterError, models
 
 FLAVOR_NAME = "xgboost"
 MODEL_FORMATS = ("ubj", "json")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextvars
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import mltrail.autologging as autologging
@@ -50,25 +49,23 @@ def patch_all(xgboost: Any) -> None:
 
 def _call_with_metrics(
     session: autologging.Session,
-    wrapped: Callable[..., Any],
+    call_original: autologging.OriginalCall,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     arguments: dict[str, Any] | None,
 ) -> Any:
     """Run the original with the metrics callback added; then log early stopping.
 
-    The original is called outside `session.safe`, so whatever training raises
-    reaches the user unchanged, after the rounds it ran are queued (the session
-    writes them when it closes). If the callback cannot be added, the user's
-    call runs as given.
+    Whatever training raises reaches the user unchanged, after the rounds it ran
+    are queued (the session writes them when it closes). If the callback cannot
+    be added, the user's call runs as given.
     """
     callback = MetricsCallback(session)
-    patched = session.safe(
-        "add the metrics callback", recording.with_callback, wrapped, args, kwargs, callback
-    )
+    patched = session.safe("add the metrics callback", recording.with_callback,
+                           call_original.func, args, kwargs, callback)
     call_args, call_kwargs = patched if patched is not None else (args, kwargs)
     try:
-        result = wrapped(*call_args, **call_kwargs)
+        result = call_original(*call_args, **call_kwargs)
     finally:  # the rounds run so far are kept however training ends
         session.safe("log metrics", callback.push)
     if arguments is not None and recording.has_early_stopping(arguments):
@@ -77,26 +74,28 @@ def _call_with_metrics(
 
 
 def _train_wrapper(
-    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
+    call_original: autologging.OriginalCall, instance: Any, args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> None:
     fit_session = _fit_session.get()
     if fit_session is not None and autologging.current_session() is fit_session:
         token = _fit_session.set(None)  # only the fit's own train call; not one nested in it
         try:
-            arguments = fit_session.safe(
-                "read the train arguments", recording.bind, wrapped, args, kwargs
-            )
-            return _call_with_metrics(fit_session, wrapped, args, kwargs, arguments)
+            arguments = fit_session.safe("read the train arguments", recording.bind,
+                                         call_original.func, args, kwargs)
+            _call_with_metrics(fit_session, call_original, args, kwargs, arguments)
         finally:
             _fit_session.reset(token)
+        return
     with autologging.training_run(FLAVOR) as session:
         if session is None:
-            return wrapped(*args, **kwargs)
-        arguments = session.safe("read the train arguments", recording.bind, wrapped, args, kwargs)
+            call_original(*args, **kwargs)
+            return
+        arguments = session.safe("read the train arguments", recording.bind,
+                                 call_original.func, args, kwargs)
         _log_arguments(session, arguments, recording.TRAIN_ARGS)
-        booster = _call_with_metrics(session, wrapped, args, kwargs, arguments)
+        booster = _call_with_metrics(session, call_original, args, kwargs, arguments)
         _log_trained(session, booster, booster, (arguments or {}).get("dtrain"))
-        return booster
 
 
 def _log_trained(session: autologging.Session, booster: Any, model: Any, data: Any) -> None:
@@ -120,33 +119,39 @@ def _log_arguments(
 
 
 def _cv_wrapper(
-    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
+    call_original: autologging.OriginalCall, instance: Any, args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> None:
     with autologging.training_run(FLAVOR) as session:
         if session is None:
-            return wrapped(*args, **kwargs)
-        arguments = session.safe("read the cv arguments", recording.bind, wrapped, args, kwargs)
+            call_original(*args, **kwargs)
+            return
+        arguments = session.safe("read the cv arguments", recording.bind,
+                                 call_original.func, args, kwargs)
         _log_arguments(session, arguments, recording.CV_ARGS)
-        return _call_with_metrics(session, wrapped, args, kwargs, arguments)
+        _call_with_metrics(session, call_original, args, kwargs, arguments)
 
 
 def _fit_wrapper(
-    wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
+    call_original: autologging.OriginalCall, instance: Any, args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> None:
     if autologging.in_training() or instance is None:
-        return wrapped(*args, **kwargs)
+        call_original(*args, **kwargs)
+        return
     with autologging.training_run(FLAVOR) as session:
         if session is None:
-            return wrapped(*args, **kwargs)
-        arguments = session.safe("read the fit arguments", recording.bind, wrapped, args, kwargs)
+            call_original(*args, **kwargs)
+            return
+        arguments = session.safe("read the fit arguments", recording.bind,
+                                 call_original.func, args, kwargs)
         session.safe("log params", recording.log_estimator_params, session, instance)
         if arguments is not None:
             session.log_input(arguments.get("X"), arguments.get("y"))
         token = _fit_session.set(session)
         try:
-            result = wrapped(*args, **kwargs)
+            call_original(*args, **kwargs)
         finally:
             _fit_session.reset(token)
         booster = session.safe("read the booster", instance.get_booster)
         _log_trained(session, booster, instance, (arguments or {}).get("X"))
-        return result

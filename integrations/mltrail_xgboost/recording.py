@@ -14,8 +14,7 @@ from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
 
-from mltrail.autologging import Session
-from mltrail.entities import Dataset, DatasetInput, InputTag
+from mltrail.autologging import Dataset, Session
 
 from .callback import MetricsCallback
 
@@ -43,16 +42,32 @@ def signature(func: Callable[..., Any]) -> inspect.Signature:
     return inspect.signature(func)
 
 
-def bind(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The call's arguments by name, defaults included.
+def bind(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The call's arguments by name, defaults included; None where they do not bind.
 
     A bound method is read through its function, so the cache holds functions
-    only, never the instances a method is bound to.
+    only, never the instances a method is bound to. xgboost still accepts, with a
+    FutureWarning of its own, positional values for keyword-only parameters; they
+    are matched in order, as xgboost does. A call that binds neither way is left
+    to raise its own error.
     """
     target = getattr(func, "__func__", func)
     if target is not func:
         args = (func.__self__, *args)  # type: ignore[attr-defined]
-    bound = signature(target).bind(*args, **kwargs)
+    sig = signature(target)
+    try:
+        bound = sig.bind(*args, **kwargs)
+    except TypeError:
+        names = [p.name for p in sig.parameters.values()
+                 if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        if len(args) > len(names) or set(names[: len(args)]) & set(kwargs):
+            return None
+        try:
+            bound = sig.bind(**dict(zip(names, args, strict=False)), **kwargs)
+        except TypeError:
+            return None
     bound.apply_defaults()
     return dict(bound.arguments)
 
@@ -184,11 +199,8 @@ def describe_dmatrix(dmatrix: Any, name: str) -> Dataset:
 
 
 def log_dmatrix_input(session: Session, dmatrix: Any, name: str = "dtrain") -> None:
-    if not session.options.log_datasets or dmatrix is None:
-        return
-    dataset = describe_dmatrix(dmatrix, name)
-    tags = (InputTag("mlflow.data.context", "train"),)
-    session.client.log_inputs(session.run_id, [DatasetInput(dataset, tags)])
+    if dmatrix is not None and session.options.log_datasets:
+        session.log_dataset(describe_dmatrix(dmatrix, name))
 
 
 # feature importance and the model --------------------------------------------------------

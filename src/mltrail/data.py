@@ -88,26 +88,51 @@ def _array_spec(array: Any) -> dict[str, Any]:
     return {"type": "tensor", "tensor-spec": {"dtype": str(array.dtype), "shape": shape}}
 
 
+def _as_rows(part: Any) -> Any:
+    """`part` as something whose rows index by position: a numpy array or a CSR matrix.
+
+    Training data arrives as lists, pandas objects, scipy sparse matrices of any
+    format (COO and DOK do not index rows) or other array-likes; describing it must
+    not fail on any of them, nor copy a sparse matrix into a dense one.
+    """
+    import numpy as np
+
+    if type(part).__module__.startswith("scipy.sparse"):
+        return part.tocsr()
+    if not isinstance(part, np.ndarray):
+        try:
+            part = np.asarray(part)
+        except ValueError:  # ragged nesting
+            part = np.asarray(part, dtype=object)
+    return part.reshape(1) if part.ndim == 0 else part
+
+
+def _sample_bytes(rows: Any) -> bytes:
+    import numpy as np
+
+    sample = rows[_sample_rows(rows.shape[0])]
+    if hasattr(sample, "toarray"):  # CSR: only the sampled rows become dense
+        sample = sample.toarray()
+    if sample.dtype == object:  # object arrays hold pointers: hash their text instead
+        return repr(sample.tolist()).encode()
+    return np.ascontiguousarray(sample).tobytes()
+
+
 def from_numpy(
     features: Any, targets: Any = None, source: str = "", name: str | None = None
 ) -> Dataset:
-    """A Dataset for a feature array (dense or scipy sparse) and optional targets."""
-    import numpy as np
-
-    digest = hashlib.sha1(repr(getattr(features, "shape", None)).encode())
+    """A Dataset for a feature array (dense or scipy sparse, or any array-like) and targets."""
+    features = _as_rows(features)
+    targets = None if targets is None else _as_rows(targets)
+    digest = hashlib.sha1(repr(features.shape).encode())
     for part in (features, targets):
-        if part is None:
-            continue
-        sample = part[_sample_rows(part.shape[0])]
-        if hasattr(sample, "toarray"):  # scipy sparse
-            sample = sample.toarray()
-        digest.update(np.ascontiguousarray(np.asarray(sample)).tobytes())
+        if part is not None:
+            digest.update(_sample_bytes(part))
     schema = {"mlflow_tensorspec": {"features": json.dumps([_array_spec(features)])}}
     profile: dict[str, Any] = {"features_shape": list(features.shape)}
     if targets is not None:
-        targets_arr = np.asarray(targets)
-        schema["mlflow_tensorspec"]["targets"] = json.dumps([_array_spec(targets_arr)])
-        profile["targets_shape"] = list(targets_arr.shape)
+        schema["mlflow_tensorspec"]["targets"] = json.dumps([_array_spec(targets)])
+        profile["targets_shape"] = list(targets.shape)
     return Dataset(
         name=name or "dataset",
         digest=digest.hexdigest()[:8],
@@ -120,11 +145,6 @@ def from_numpy(
 
 def from_any(data: Any, targets: Any = None, name: str | None = None) -> Dataset:
     """A Dataset for whatever a user or a framework passes as training data."""
-    module = type(data).__module__
-    if module.startswith("pandas"):
+    if type(data).__module__.startswith("pandas"):
         return from_pandas(data, name=name)
-    if hasattr(data, "shape"):
-        return from_numpy(data, targets, name=name)
-    import numpy as np
-
-    return from_numpy(np.asarray(data), targets, name=name)
+    return from_numpy(data, targets, name=name)

@@ -170,6 +170,26 @@ class _Process:
 _process = _Process()
 
 
+def _forget_parent_runs() -> None:
+    """A forked child (a multiprocessing worker) owns none of its parent's open runs.
+
+    Without this, a worker stopped by SIGTERM would end the parent's runs as its
+    own (KILLED), and could wait on a lock another thread held at the fork. The
+    child also gives SIGTERM back its default: a Python-level handler runs only
+    in the main thread, and a pool worker blocked on its task queue's lock, with
+    the signal delivered to one of its other threads (BLAS, OpenMP), would never
+    run it, so `Pool.terminate()` would wait for that worker forever.
+    """
+    _process.lock = threading.Lock()
+    _process.open_runs.clear()
+    if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parent_runs)
+
+
 def _client() -> TrackingClient:
     uri = get_tracking_uri()
     with _process.lock:

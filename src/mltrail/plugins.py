@@ -14,9 +14,10 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import sys
-import warnings
 from importlib import metadata
 from types import ModuleType
+
+from . import notices
 
 GROUP = "mltrail.integrations"
 
@@ -41,18 +42,14 @@ def load(name: str) -> ModuleType | None:
         module = entry.load()
     except Exception as exc:
         _failed.add(name)
-        warnings.warn(
+        notices.warn(
             f"mltrail: the integration {name!r} ({entry.value}) could not be loaded and is "
-            f"skipped: {type(exc).__name__}: {exc}",
-            stacklevel=2,
+            f"skipped: {type(exc).__name__}: {exc}"
         )
         return None
     if not isinstance(module, ModuleType):
         _failed.add(name)
-        warnings.warn(
-            f"mltrail: the integration {name!r} must name a module, not {entry.value}",
-            stacklevel=2,
-        )
+        notices.warn(f"mltrail: the integration {name!r} must name a module, not {entry.value}")
         return None
     _loaded[name] = module
     return module

@@ -1,19 +1,36 @@
-"""The autolog engine and the public API that integrations are written against.
+"""The autolog engine, and the public API integration plugins are written against.
 
-An integration (see `enabling` for what it defines) patches its framework with
-`safe_patch`, opens a `training_run` in each patched training call, and logs
-through the `Session` it gets. A search integration runs each trial in its own
-child run, under `isolated()` (what the trial trains logs into the trial's run)
-and `adoptable(run)` (a `start_run` in the user's objective reuses that run).
-Nothing here knows any framework.
+An integration registers an `Integration` (see `integration`), patches its
+framework with `safe_patch` (whose wrapper gets a `call_original` that runs the
+user's call exactly once), opens a `training_run` in each patched training call,
+and logs through the `Session` it gets: params, tags, metrics (at once or
+buffered per iteration), datasets (`log_input` for array-likes, `log_dataset`
+for a `Dataset` it describes itself), artifacts written in place
+(`stage_artifacts`), finished child runs (`log_child_run`), each step inside
+`Session.safe` so that a logging error is warned about once and training goes on.
+
+A search integration runs each trial in its own child run that user code can log
+into: the active-run stack (`start_run`, `end_run`, `active_run`) under
+`isolated()` (what the trial trains logs into the trial's run) and
+`adoptable(run)` (a `start_run(nested=True)` in the user's objective reuses that
+run); `log_keeping_params` logs a batch without clashing with params the user
+logged first. Models are written in MLflow's layout with `models` (imported on
+first use). Entities and errors an integration needs are re-exported here.
+Nothing here knows any framework, and the built-in integrations import nothing
+else of mltrail.
 """
 
 from __future__ import annotations
 
-from ..fluent import adoptable
-from .enabling import autolog, enable, owner_of, unsupported_versions
+from typing import Any
+
+from ..entities import Dataset, Metric, Param, RunStatus, RunTag
+from ..exceptions import InvalidParameterError, ParamConflictError
+from ..fluent import ActiveRun, active_run, adoptable, end_run, start_run
+from .enabling import autolog, enable, owner_of, registered, unsupported_versions
+from .integration import Integration, IntegrationError
 from .options import AutologOptions
-from .patching import class_tree, is_patched, safe_patch
+from .patching import OriginalCall, class_tree, is_patched, safe_patch
 from .session import (
     AUTOLOGGING_TAG,
     MltrailWarning,
@@ -29,22 +46,73 @@ from .session import (
 
 __all__ = [
     "AUTOLOGGING_TAG",
+    "ActiveRun",
     "AutologOptions",
+    "Dataset",
+    "Integration",
+    "IntegrationError",
+    "InvalidParameterError",
+    "Metric",
     "MltrailWarning",
+    "OriginalCall",
+    "Param",
+    "ParamConflictError",
+    "RunStatus",
+    "RunTag",
     "Session",
+    "active_run",
     "adoptable",
     "autolog",
     "class_tree",
     "current_session",
     "enable",
+    "end_run",
     "in_training",
     "is_patched",
     "isolated",
+    "log_keeping_params",
+    "models",
     "owner_of",
+    "registered",
     "safe_patch",
+    "start_run",
     "strict",
     "suppressed",
     "training_run",
     "unsupported_versions",
     "warn_once",
 ]
+
+
+def log_keeping_params(
+    client: Any,
+    run_id: str,
+    params: dict[str, Any],
+    metrics: Any = (),
+    tags: Any = (),
+) -> list[str]:
+    """Log a batch, except params the run already has with another value; returns their keys.
+
+    A user's objective may log a param itself (`int(point["max_depth"])`) before
+    the integration logs the same key with hyperopt's value; the user's value is
+    kept. Tried as one batch first: a run rarely has the keys already, re-logging
+    a key with the same value is allowed, and a conflicting batch is refused
+    whole, so the run is read (and the batch sent again) only on a conflict.
+    """
+    try:
+        client.log_batch(run_id, metrics, [Param(k, v) for k, v in params.items()], tags)
+        return []
+    except ParamConflictError:
+        existing = client.get_run(run_id).data.params
+    new = [Param(k, v) for k, v in params.items() if k not in existing]
+    client.log_batch(run_id, metrics, new, tags)
+    return sorted(k for k, v in params.items() if k in existing and existing[k] != str(v))
+
+
+def __getattr__(name: str) -> Any:
+    # The model layout pulls in YAML and more: loaded when an integration first saves one.
+    if name == "models":
+        from .. import models
+
+        return models
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

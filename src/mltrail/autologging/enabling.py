@@ -1,14 +1,8 @@
 """Turning integrations on: `mltrail.autolog()` and each integration's own `autolog()`.
 
 An integration is a module registered in the `mltrail.integrations` entry-point
-group that defines:
-
-- `FLAVOR`: its name, as in `mlflow.autologging` tags and `mltrail.<FLAVOR>`;
-- `MODULES`: the framework modules whose import triggers patching;
-- `patch(module)`: installs its patches with `safe_patch`, called once per module;
-- optionally `OPTIONS` (its own options and defaults) and `SUPPORTED`
-  (`{"distribution": ("min", "max-exclusive")}`) for the versions it was tested on;
-- `autolog(**options)`, which calls `enable(sys.modules[__name__], **options)`.
+group whose `INTEGRATION` is an `Integration` (see `integration`), and whose own
+`autolog(**options)` calls `enable(sys.modules[__name__], **options)`.
 
 Patching waits, through wrapt's post-import hooks, until the framework is
 imported, so `autolog()` works before or after `import sklearn`.
@@ -22,9 +16,10 @@ from typing import Any
 
 import wrapt
 
-from .. import environment, plugins
+from .. import environment, notices, plugins
 from ..exceptions import InvalidParameterError
 from . import options as options_module
+from .integration import Integration, IntegrationError, integration_of
 from .session import warn_once
 
 _lock = threading.Lock()
@@ -43,10 +38,33 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def unsupported_versions(integration: ModuleType) -> list[str]:
+_broken: set[str] = set()
+
+
+def registered() -> dict[str, Integration]:
+    """Every installed integration plugin that loads and meets the contract, by name.
+
+    A plugin that fails to import or to meet the contract is left out with one
+    warning naming it; the others are unaffected.
+    """
+    found = {}
+    for name in sorted(plugins.entry_points()):
+        module = plugins.load(name)
+        if module is None:
+            continue
+        try:
+            found[name] = integration_of(module, name)
+        except IntegrationError as exc:
+            if name not in _broken:
+                _broken.add(name)
+                notices.warn(f"mltrail: the integration {name!r} is skipped: {exc}")
+    return found
+
+
+def unsupported_versions(integration: Integration) -> list[str]:
     """Installed framework versions outside the range the integration was tested on."""
     found = []
-    for dist, (low, high) in getattr(integration, "SUPPORTED", {}).items():
+    for dist, (low, high) in integration.supported.items():
         version = environment.distribution_version(dist)
         if version is None:
             continue
@@ -55,8 +73,8 @@ def unsupported_versions(integration: ModuleType) -> list[str]:
     return found
 
 
-def _on_import(integration: ModuleType) -> Any:
-    flavor: str = integration.FLAVOR
+def _on_import(integration: Integration) -> Any:
+    flavor = integration.flavor
 
     def hook(module: ModuleType) -> None:
         opts = options_module.get(flavor)
@@ -75,19 +93,16 @@ def _on_import(integration: ModuleType) -> Any:
     return hook
 
 
-def enable(integration: ModuleType, *, from_global: bool = False, **given: Any) -> None:
-    """Turn autolog on (or off, with disable=True) for one integration.
+def enable(module: ModuleType, *, from_global: bool = False, **given: Any) -> None:
+    """Turn autolog on (or off, with disable=True) for one integration plugin module.
 
     Raises:
+        IntegrationError: the module registers no valid `INTEGRATION`.
         InvalidParameterError: an option the integration does not know.
     """
-    flavor = getattr(integration, "FLAVOR", None)
-    if not isinstance(flavor, str) or not hasattr(integration, "patch"):
-        raise InvalidParameterError(
-            f"{integration.__name__} is not an mltrail integration (no FLAVOR or patch)",
-            key="integration",
-        )
-    opts = options_module.build(flavor, dict(getattr(integration, "OPTIONS", {})), given)
+    integration = integration_of(module)
+    flavor = integration.flavor
+    opts = options_module.build(flavor, dict(integration.options), given)
     if not options_module.store(flavor, opts, from_global=from_global):
         return
     if opts.disable:
@@ -96,7 +111,7 @@ def enable(integration: ModuleType, *, from_global: bool = False, **given: Any) 
         if flavor in _hooked:
             return
         _hooked.add(flavor)
-    for module_name in integration.MODULES:
+    for module_name in integration.modules:
         wrapt.register_post_import_hook(_on_import(integration), module_name)
 
 
@@ -116,12 +131,9 @@ def autolog(**given: Any) -> None:
             "mltrail.<framework>.autolog()",
             key=name,
         )
-    for name in sorted(plugins.entry_points()):
-        integration = plugins.load(name)
-        if integration is None:
-            continue
+    for name in registered():
         try:
-            enable(integration, from_global=True, **given)
+            enable(plugins.load(name), from_global=True, **given)  # type: ignore[arg-type]
         except Exception as exc:
             warn_once(name, "could not turn on autolog", f"{type(exc).__name__}: {exc}")
 
@@ -129,15 +141,13 @@ def autolog(**given: Any) -> None:
 def owner_of(module_name: str) -> str | None:
     """The enabled integration that claims classes of `module_name`, if any.
 
-    An integration lists module prefixes in `CLAIMS` for framework classes it
+    An integration lists module prefixes in `claims` for framework classes it
     records itself (xgboost's sklearn wrappers), so a broader integration (the
     sklearn one, which sees every estimator) leaves them alone.
     """
-    for name in plugins.entry_points():
-        integration = plugins.load(name)
-        claims = getattr(integration, "CLAIMS", ())
-        if any(module_name == c or module_name.startswith(c + ".") for c in claims):
-            flavor = getattr(integration, "FLAVOR", name)
-            if options_module.is_enabled(flavor):
-                return flavor
+    for integration in registered().values():
+        claimed = any(module_name == c or module_name.startswith(c + ".")
+                      for c in integration.claims)
+        if claimed and options_module.is_enabled(integration.flavor):
+            return integration.flavor
     return None

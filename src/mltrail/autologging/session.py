@@ -19,15 +19,14 @@ import contextlib
 import contextvars
 import os
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .. import fluent
+from .. import fluent, notices
 from ..client import TrackingClient
-from ..entities import Metric, Param, RunTag
+from ..entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from . import options as options_module
 from .options import AutologOptions
 
@@ -57,8 +56,8 @@ def warn_once(flavor: str, what: str, detail: str = "") -> None:
     if (flavor, what) in _warned or (opts is not None and opts.silent):
         return
     _warned.add((flavor, what))
-    warnings.warn(f"mltrail ({flavor}): {what}{': ' + detail if detail else ''}", MltrailWarning,
-                  stacklevel=3)
+    notices.warn(f"mltrail ({flavor}): {what}{': ' + detail if detail else ''}", MltrailWarning,
+                 stacklevel=3)
 
 
 class Session:
@@ -137,19 +136,27 @@ class Session:
 
     def log_input(self, data: Any, targets: Any = None, context: str = "train",
                   name: str | None = None) -> None:
-        """Describe the training data as a dataset input, if `log_datasets` is on."""
+        """Describe the training data as a dataset input, if `log_datasets` is on.
+
+        Takes anything a framework takes as data: arrays, lists, pandas objects,
+        scipy sparse matrices of any format.
+        """
         if not self.options.log_datasets or data is None:
             return
 
         def describe() -> None:
             from ..data import from_any
-            from ..entities import DatasetInput, InputTag
 
-            dataset = from_any(data, targets=targets, name=name)
-            tags = (InputTag("mlflow.data.context", context),)
-            self.client.log_inputs(self.run_id, [DatasetInput(dataset, tags)])
+            self.log_dataset(from_any(data, targets=targets, name=name), context)
 
         self.safe("log the dataset", describe)
+
+    def log_dataset(self, dataset: Dataset, context: str = "train") -> None:
+        """Log a dataset the integration described itself (an xgboost DMatrix), if
+        `log_datasets` is on. Errors propagate: call it inside `safe`."""
+        if self.options.log_datasets:
+            tags = (InputTag("mlflow.data.context", context),)
+            self.client.log_inputs(self.run_id, [DatasetInput(dataset, tags)])
 
     def log_child_run(
         self,

@@ -479,11 +479,19 @@ class _Syncer:
     """
 
     def __init__(self) -> None:
+        self._pid = os.getpid()
         self._queue: queue.Queue[tuple[int, Path, str]] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
+    def _after_fork(self) -> None:
+        """In a forked child (a multiprocessing worker) start afresh: the parent's
+        thread did not come along, and its lock and queue may be mid-use."""
+        if self._pid != os.getpid():
+            self.__init__()  # type: ignore[misc]
+
     def submit(self, fd: int, run_dir: Path, summary: str) -> None:
+        self._after_fork()
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -506,6 +514,7 @@ class _Syncer:
                 self._queue.task_done()
 
     def wait(self, timeout: float | None = None) -> bool:
+        self._after_fork()
         deadline = None if timeout is None else time.monotonic() + timeout
         while self._queue.unfinished_tasks:
             if deadline is not None and time.monotonic() >= deadline:
