@@ -653,3 +653,32 @@ def test_a_forked_worker_dies_on_sigterm_and_leaves_the_parents_run_alone(
         assert worker.exitcode == -signals.SIGTERM
         assert mltrail.get_run(run.info.run_id).info.status == "RUNNING"
     assert mltrail.get_run(run.info.run_id).info.status == "FINISHED"
+
+
+class _RefusesNumpyFunctions:
+    """An array-like that converts with np.asarray but refuses numpy's functions, as
+    scikit-learn's own estimator checks use to catch code that skips the conversion."""
+
+    def __init__(self, data: Any) -> None:
+        self.data = np.asarray(data)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self.data if dtype is None else self.data.astype(dtype)
+
+    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        if func.__name__ == "may_share_memory":  # the one scikit-learn's checks allow
+            return True
+        raise TypeError(f"do not call {func.__name__} on me")
+
+
+def test_targets_that_refuse_numpy_functions_and_pipelines_without_score(autolog: None) -> None:
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    target = _RefusesNumpyFunctions(Y)
+    LogisticRegression(max_iter=300).fit(X, target, sample_weight=_RefusesNumpyFunctions(
+        np.ones(len(Y))))
+    make_pipeline(StandardScaler()).fit(X, Y)  # ends in a transformer: no predict, no score
+    by_class = {r.data.tags["estimator_name"]: r for r in runs()}
+    assert "training_accuracy_score" in by_class["LogisticRegression"].data.metrics
+    assert set(by_class) == {"LogisticRegression", "Pipeline"}

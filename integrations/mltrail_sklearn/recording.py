@@ -204,7 +204,7 @@ def log_training_metrics(
             metrics.update(_classifier_metrics(session, estimator, y, y_pred, proba,
                                                sample_weight))
         elif kind == "regressor":
-            y_pred = _ask(estimator.predict, x)
+            y_pred = _ask(estimator, "predict", x)
             metrics.update(_regressor_metrics(y, y_pred, sample_weight))
         score = _score(estimator, kind, x, y, sample_weight, metrics)
         if score is not None:
@@ -223,12 +223,16 @@ class _Refused(Exception):
     """
 
 
-def _ask(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call one of the estimator's methods for autolog's metrics; `_Refused` if it raises."""
+def _ask(estimator: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+    """Call the estimator's method `name` for autolog's metrics; `_Refused` if it raises.
+
+    Reading the method is part of the call: scikit-learn hides a method the
+    fitted object cannot serve (a Pipeline ending in a transformer has no `score`)
+    behind an attribute error.
+    """
     try:
-        return method(*args, **kwargs)
+        return getattr(estimator, name)(*args, **kwargs)
     except Exception as exc:
-        name = getattr(method, "__name__", "a method")
         raise _Refused(f"skipped: {name}() raised {type(exc).__name__}: {exc}") from exc
 
 
@@ -253,12 +257,15 @@ def _score(
     if callable(getattr(estimator, "scoring", None)):
         return None
     if sample_weight is not None and _accepts(score_method, "sample_weight"):
-        return float(_ask(estimator.score, x, y, sample_weight=sample_weight))
-    return float(_ask(estimator.score, x, y))
+        return float(_ask(estimator, "score", x, y, sample_weight=sample_weight))
+    return float(_ask(estimator, "score", x, y))
 
 
 def _accepts(func: Callable[..., Any], name: str) -> bool:
-    parameters = _signature(getattr(func, "__func__", func)).parameters
+    try:
+        parameters = _signature(getattr(func, "__func__", func)).parameters
+    except (TypeError, ValueError):  # no signature to read: do not pass the keyword
+        return False
     return name in parameters or any(
         p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
@@ -280,7 +287,7 @@ def _classifier_predictions(estimator: Any, x: Any) -> tuple[Any, Any]:
     if (proba is not None and forest is not None and type(estimator).predict is forest.predict
             and getattr(estimator, "n_outputs_", 1) == 1):
         return np.asarray(estimator.classes_).take(np.argmax(proba, axis=1), axis=0), proba
-    return _ask(estimator.predict, x), proba
+    return _ask(estimator, "predict", x), proba
 
 
 def _classifier_metrics(
@@ -294,9 +301,9 @@ def _classifier_metrics(
     the classes.
     """
     labels = getattr(estimator, "classes_", None)
-    if not isinstance(labels, np.ndarray) or labels.ndim != 1 or np.ndim(y) > 1:
+    y = np.asarray(y)  # first: an array-like may refuse numpy's functions until converted
+    if not isinstance(labels, np.ndarray) or labels.ndim != 1 or y.ndim > 1:
         return {}
-    y = np.asarray(y)
     pos_label = session.options.extra.get("pos_label")
     out = scores.classification(y, y_pred, labels, sample_weight, pos_label)
     if (proba is not None and np.ndim(proba) == 2 and np.shape(proba) == (len(y), len(labels))
