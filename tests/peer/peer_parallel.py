@@ -9,6 +9,9 @@ by the project's default pytest run.
 
 from __future__ import annotations
 
+import multiprocessing
+import signal
+
 import numpy as np
 import pytest
 from joblib import parallel_config
@@ -35,6 +38,31 @@ from sklearn.preprocessing import StandardScaler
 BACKENDS = ["loky", "threading", "multiprocessing"]
 X, Y = make_classification(n_samples=120, n_features=6, n_informative=4, random_state=0)
 GRID = {"C": [0.1, 1.0, 10.0]}
+
+
+TEST_TIMEOUT = 120  # seconds; each test takes under 3 s with autolog off
+
+
+@pytest.fixture(autouse=True)
+def _fail_instead_of_hanging():
+    """A hung pool (a worker that never exits after a failed task) fails its test
+    with TimeoutError instead of stalling the suite: SIGALRM interrupts the wait."""
+
+    def timed_out(signum, frame):
+        stuck = multiprocessing.active_children()
+        for child in stuck:  # else joining them at exit hangs the whole run
+            child.kill()
+        raise TimeoutError(
+            f"test still running after {TEST_TIMEOUT} s; killed {len(stuck)} hung pool worker(s)"
+        )
+
+    previous = signal.signal(signal.SIGALRM, timed_out)
+    signal.alarm(TEST_TIMEOUT)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _model():
