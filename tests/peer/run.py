@@ -26,9 +26,13 @@ hyperopt's shipped hyperopt/tests minus the deselections in HYPEROPT_DESELECT;
 xgboost (peer_xgboost.py: its tests are in neither wheel nor sdist); and n_jobs=2
 paths under the loky, threading and multiprocessing backends (peer_parallel.py).
 
-Wall time of the whole comparison: 589 s (9.8 min) with --jobs 2 on the 2-core machine,
-scikit-learn 1.9.1, hyperopt 0.3.0, xgboost 3.2.0, against the mltrail of branch
-peer-suites before the issue-12 fixes; per suite and mode in WALL_TIME_NOTE below.
+Wall time of the whole comparison, --jobs 2 on the 2-core machine with other work
+loading it (load average 4-6), scikit-learn 1.9.1, hyperopt 0.3.0, xgboost 3.2.0:
+433 s with the issue-12 fixes, no differences (off/on per suite: sklearn 232/286 s,
+sklearn-checks 31/48 s, hyperopt 76/116 s, xgboost 5/6 s, parallel 22/37 s); 589 s
+before them, with 260 differences (runs with many differences are slower: failing
+pools, tracebacks). Alone on an idle machine, autolog off: sklearn 61 s,
+sklearn-checks 11 s, parallel 11 s, xgboost 5 s.
 """
 
 from __future__ import annotations
@@ -49,18 +53,6 @@ from importlib.util import find_spec
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-
-WALL_TIME_NOTE = """\
-Measured 2026-12-06 (load average 4-6 from other work on the machine), total 589 s:
-  suite           off      on
-  sklearn         101 s   116 s   564 tests
-  sklearn-checks   21 s   106 s   1009 tests
-  hyperopt        133 s   186 s   317 tests
-  xgboost          27 s    40 s   26 tests
-  parallel         75 s   193 s   41 tests
-Alone on an idle machine, autolog off: sklearn 61 s, sklearn-checks 11 s, parallel 11 s,
-xgboost 5 s. Runs with many differences are slower (failing pools, tracebacks)."""
-
 
 def _package_dir(name: str) -> Path:
     spec = find_spec(name)
