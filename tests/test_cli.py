@@ -14,7 +14,14 @@ import pytest
 import mltrail
 from mltrail import TrackingClient
 from mltrail.cli import COMMAND_GROUPS, main, order_as_tree
-from mltrail.demo import FOREST_GRID, LASSO_ALPHAS, SEARCH_TRIALS, forest_name, run_demo
+from mltrail.demo import (
+    DEMO_EXPERIMENT,
+    FOREST_GRID,
+    LASSO_ALPHAS,
+    SEARCH_TRIALS,
+    forest_name,
+    run_demo,
+)
 from mltrail.entities import Metric, Param
 
 
@@ -260,7 +267,17 @@ def test_errors_are_one_clear_line(tracking_dir: Path, capsys: pytest.CaptureFix
 
 def test_run_demo_logs_a_sweep_and_autologged_runs(tracking_dir: Path) -> None:
     said: list[str] = []
+    mltrail.set_experiment(DEMO_EXPERIMENT)
+    with mltrail.start_run(run_name="an earlier run"):
+        pass
     run_ids = run_demo(tracking_uri=str(tracking_dir), echo=said.append)
+    # The count is this demo's runs, not the experiment's running total.
+    this_demo = 1 + len(FOREST_GRID) + len(LASSO_ALPHAS) + 1 + 1 + SEARCH_TRIALS
+    assert len(run_ids) == this_demo + 1
+    assert f"{this_demo} runs logged to experiment 'mltrail-demo'" in "\n".join(said)
+    assert "beside 1 from earlier demos" in "\n".join(said)
+    run_ids = [r for r in run_ids if TrackingClient(str(tracking_dir)).get_run(r).info.run_name
+               != "an earlier run"]
     client = TrackingClient(str(tracking_dir))
     runs = {r: client.get_run(r) for r in run_ids}
     by_name = {r.info.run_name: r for r in runs.values()}

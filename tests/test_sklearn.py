@@ -202,6 +202,9 @@ def test_grid_search_parent_and_children(autolog: None) -> None:
     best_child = min(children, key=lambda c: c.data.metrics["rank_test_score"])
     assert best_child.data.metrics["mean_test_score"] == pytest.approx(search.best_score_)
     assert best_child.data.params["clf__C"] == str(search.best_params_["clf__C"])
+    best = search.best_index_
+    for key in ("mean_fit_time", "std_fit_time", "mean_score_time", "std_score_time"):
+        assert best_child.data.metrics[key] == pytest.approx(search.cv_results_[key][best])
     artifacts = [f.path for f in TrackingClient().list_artifacts(parent.info.run_id)]
     assert "cv_results.csv" in artifacts
     local = TrackingClient().download_artifacts(parent.info.run_id, "cv_results.csv")

@@ -347,7 +347,7 @@ def _log_candidates(session: Session, cv_results: dict[str, Any]) -> None:
     score_keys = [k for k in cv_results
                   if k.startswith(("mean_test_", "std_test_", "mean_train_", "std_train_",
                                    "rank_test_"))
-                  or k in ("mean_fit_time", "std_fit_time", "mean_score_time")]
+                  or k in ("mean_fit_time", "std_fit_time", "mean_score_time", "std_score_time")]
     for index in order:
         params = {k: _param_text(v) for k, v in cv_results["params"][index].items()}
         metrics = {k: float(cv_results[k][index]) for k in score_keys}

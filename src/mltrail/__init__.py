@@ -100,8 +100,9 @@ __all__ = [
 plugins.install_alias_finder()
 
 
-# Imported on first use: writing and loading models is not needed to log a run.
-_LAZY_SUBMODULES = frozenset(("data", "models", "pyfunc"))
+# Imported on first use (`mltrail.tracking.MlflowClient` works as `mlflow.tracking...`):
+# writing and loading models is not needed to log a run.
+_LAZY_SUBMODULES = frozenset(("artifacts", "data", "models", "pyfunc", "tracking"))
 
 
 def __getattr__(name: str) -> ModuleType:

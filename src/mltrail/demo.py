@@ -129,6 +129,8 @@ def run_demo(
     if tracking_uri is not None:
         mltrail.set_tracking_uri(tracking_uri)
     experiment = mltrail.set_experiment(experiment_name)
+    before = {run.info.run_id for run in mltrail.search_runs(
+        experiment_ids=[experiment.experiment_id], output_format="list")}
     mltrail.autolog()
 
     parent_id = forest_sweep()
@@ -143,10 +145,12 @@ def run_demo(
         echo(f"Ran a {SEARCH_TRIALS}-trial hyperopt search (one parent run, a child per trial).")
 
     runs = mltrail.search_runs(experiment_ids=[experiment.experiment_id], output_format="list")
+    logged = sum(run.info.run_id not in before for run in runs)
+    earlier = f", beside {len(runs) - logged} from earlier demos" if len(runs) > logged else ""
     prefix = "mltrail" if tracking_uri is None else f"mltrail --tracking-uri {tracking_uri}"
     echo(
-        f"\n{len(runs)} runs logged to experiment {experiment.name!r} "
-        f"(id {experiment.experiment_id})\nat {mltrail.get_tracking_uri()}\n"
+        f"\n{logged} runs logged to experiment {experiment.name!r} "
+        f"(id {experiment.experiment_id}){earlier}\nat {mltrail.get_tracking_uri()}\n"
         "\nLook at them with:\n"
         f"  {prefix} runs list\n"
         f"  {prefix} runs show {parent_id[:8]}\n"

@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .artifacts import RUNS_SCHEME, split_runs_uri
 from .client import TrackingClient
 from .entities import (
     Dataset,
@@ -574,9 +575,9 @@ def register_model(
 
     client = _client()
     run_id = None
-    if model_uri.startswith("runs:/"):
-        run_id, _, path = model_uri[len("runs:/") :].lstrip("/").partition("/")
-        _check_run_model(client, run_id, path.strip("/"), model_uri)
+    if model_uri.startswith(RUNS_SCHEME):
+        run_id, path = split_runs_uri(model_uri, key="model_uri")
+        _check_run_model(client, run_id, path, model_uri)
     with contextlib.suppress(AlreadyExistsError):  # a new version of an existing model
         client.create_registered_model(name)
     return client.create_model_version(name, model_uri, run_id, tags=tags)

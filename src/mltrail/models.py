@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from . import environment
+from .artifacts import split_runs_uri
 from .exceptions import AlreadyExistsError, InvalidParameterError, NotFoundError
 
 if TYPE_CHECKING:
@@ -595,16 +596,6 @@ def _local_path(uri: str) -> Path | None:
     return None
 
 
-def _split_runs_uri(uri: str) -> tuple[str, str]:
-    rest = uri[len("runs:/") :].lstrip("/")
-    run_id, _, path = rest.partition("/")
-    if not run_id:
-        raise InvalidParameterError(
-            f"Invalid model URI {uri!r}: expected runs:/<run_id>/<path>", key="model_uri"
-        )
-    return run_id, path.strip("/")
-
-
 def _parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:
     """(name, version or stage, alias) of `models:/<name>/<version|stage|latest>` or `@alias`."""
     rest = uri[len("models:/") :].lstrip("/")
@@ -740,7 +731,7 @@ def download_model(
 def _download_run_model(
     uri: str, dst_path: str | os.PathLike[str] | None, client: TrackingClient
 ) -> Path:
-    run_id, path = _split_runs_uri(uri)
+    run_id, path = split_runs_uri(uri, key="model_uri")
     run = client.get_run(run_id)
     base = _file_uri_path(run.info.artifact_uri)
     if base is not None and dst_path is None:
