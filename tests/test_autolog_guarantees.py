@@ -682,3 +682,15 @@ def test_targets_that_refuse_numpy_functions_and_pipelines_without_score(autolog
     by_class = {r.data.tags["estimator_name"]: r for r in runs()}
     assert "training_accuracy_score" in by_class["LogisticRegression"].data.metrics
     assert set(by_class) == {"LogisticRegression", "Pipeline"}
+
+
+def test_xgboosts_own_warnings_name_xgboost_as_their_source(autolog: None) -> None:
+    # The first call into a new booster configures it and warns about unused params;
+    # autolog must not be the one making that call.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        xgb.XGBClassifier(n_estimators=2, not_a_parameter=1).fit(X, Y, eval_set=[(X, Y)],
+                                                                  verbose=False)
+    unused = [w for w in caught if "not_a_parameter" in str(w.message)]
+    assert unused, [str(w.message) for w in caught]
+    assert all("mltrail" not in w.filename for w in unused), [w.filename for w in unused]

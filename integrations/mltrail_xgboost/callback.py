@@ -75,13 +75,13 @@ class MetricsCallback(TrainingCallback):
 
     # xgboost's hooks: each must hand back its argument even if our logging fails.
 
-    def before_training(self, model: Any) -> Any:
-        self._session.safe("read the starting round", self._read_start, model)
-        return model
-
     def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
         if self._history is None:
             self._first_epoch = epoch
+            # Read once xgboost itself has run a round: the first call into a new
+            # booster configures it, and xgboost's own warnings ("Parameters ... are
+            # not used") would then name this file as where they came from.
+            self._session.safe("read the starting round", self._read_start, model)
         self._history = evals_log  # xgboost's own log, appended in place every round
         self.last_epoch = epoch
         if time.monotonic() >= self._due:
@@ -95,7 +95,9 @@ class MetricsCallback(TrainingCallback):
     # the work ------------------------------------------------------------------
 
     def _read_start(self, model: Any) -> None:
-        self.start = int(model.num_boosted_rounds())
+        """Rounds the model had before this training (resumed from `xgb_model`): all
+        it has now but the one just run."""
+        self.start = int(model.num_boosted_rounds()) - 1
 
     def _keys_for(self, data: str, metric: str, cv: bool) -> tuple[str, ...]:
         base = metric_key(f"{data}-{metric}")
