@@ -257,6 +257,17 @@ def test_numeric_attributes() -> None:
     assert not hit(unfinished, "attributes.end_time != 0")
 
 
+def test_bare_names_are_attributes_as_in_mlflow() -> None:
+    run = make_run("abc123", status="FINISHED", run_name="x", start_time=2000)
+    assert hit(run, "status = 'FINISHED'")
+    assert hit(run, "run_name = 'x'")
+    assert hit(run, "start_time >= 2000 and status != 'FAILED'")
+    assert not hit(run, "run_name = 'y'")
+    runs = [make_run("a", start_time=1), make_run("b", start_time=3), make_run("c", start_time=2)]
+    assert ids(sort_runs(runs, ["start_time DESC"])) == ["b", "c", "a"]
+    assert ids(sort_runs(runs, ["start_time"])) == ["a", "c", "b"]
+
+
 def test_datasets_match_any_input() -> None:
     train = DatasetInput(
         Dataset("iris", "d1", "local", "/x"), (InputTag("mlflow.data.context", "training"),)
@@ -316,7 +327,7 @@ def test_keywords_are_case_insensitive() -> None:
         ("params.x IN 'a'", 12, "\"'a'\""),
         ("params.x IS NOT 'a'", 16, "\"'a'\""),
         ("params.x NOT LIKE 'a'", 13, "'LIKE'"),
-        ("start_time > 5", 0, "'start_time'"),
+        ("rmse > 5", 0, "'rmse'"),  # a bare name is an attribute, and rmse is none
         ("datasets.size = 'x'", 0, "'datasets.size'"),
     ],
 )
@@ -361,7 +372,7 @@ def test_parse_order_by_shapes() -> None:
 @pytest.mark.parametrize(
     ("item", "position"),
     [
-        ("start_time", 0),
+        ("rmse", 0),
         ("metrics.a up", 10),
         ("metrics.a DESC DESC", 15),
         ("", 0),
@@ -458,4 +469,4 @@ def test_search_parses_before_touching_runs() -> None:
     with pytest.raises(FilterSyntaxError):
         search(exploding(), "metrics.a >", None)
     with pytest.raises(FilterSyntaxError):
-        search(exploding(), None, ["start_time"])
+        search(exploding(), None, ["rmse"])

@@ -160,9 +160,9 @@ class _Parser:
         self, tok: _Token, type_name: str, key: str | None, kinds: tuple[str, ...]
     ) -> Clause:
         """Resolve type aliases and known attribute names; `kinds` lists the allowed kinds."""
+        if key is None:  # a bare name is an attribute, as in MLflow: `status = 'FINISHED'`
+            type_name, key = "attributes", type_name
         kind = _ENTITY_TYPES.get(type_name.lower())
-        if key is None:
-            self.fail(tok, "expected <type>.<key>, e.g. metrics.rmse or attributes.status")
         if kind is None or kind not in kinds:
             allowed = ", ".join(f"{k}s" for k in kinds)
             self.fail(tok, f"entity type must be one of: {allowed}", "invalid entity")
@@ -172,7 +172,8 @@ class _Parser:
             key = _ATTRIBUTE_ALIASES.get(key, key)
             if key not in _STRING_ATTRIBUTES | _NUMERIC_ATTRIBUTES:
                 known = ", ".join(sorted(_STRING_ATTRIBUTES | _NUMERIC_ATTRIBUTES))
-                self.fail(tok, f"known attributes: {known}", "unknown attribute")
+                self.fail(tok, f"known attributes: {known}; other keys take a type, "
+                               "e.g. metrics.rmse", "unknown attribute")
         if kind == "dataset" and key not in _DATASET_KEYS:
             self.fail(tok, "dataset keys are name, digest and context", "unknown dataset key")
         return Clause(kind, key, "", None)
@@ -321,8 +322,8 @@ def parse_order_by(order_by: list[str] | None) -> list[OrderKey]:
     """Parse order_by items like ``"metrics.rmse DESC"`` up front so a typo fails loudly.
 
     Args:
-        order_by: items ``<type>.<key> [ASC|DESC]``; the type prefix is required, as in
-            MLflow (``attributes.start_time``, not ``start_time``).
+        order_by: items ``<type>.<key> [ASC|DESC]``; a bare name is an attribute, as
+            in MLflow (``start_time DESC`` is ``attributes.start_time DESC``).
 
     Returns:
         One OrderKey per item, most significant first.
