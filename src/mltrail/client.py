@@ -176,7 +176,9 @@ class TrackingClient:
             Metric(
                 validation.validate_key(m.key, "metric"),
                 validation.metric_value(m.key, m.value),
-                int(m.timestamp) if m.timestamp is not None else _now_ms(),
+                validation.metric_timestamp(m.key, m.timestamp)
+                if m.timestamp is not None
+                else _now_ms(),
                 validation.metric_step(m.key, m.step),
             )
             for m in metrics

@@ -2,7 +2,7 @@
 
 Layout under the root folder::
 
-    names/<sha1 of name>        experiment id, created with O_EXCL (race-free)
+    names/<sha1 of name>        experiment id, linked into place whole (race-free)
     <experiment_id>/meta.json   the experiment
     <experiment_id>/<run_id>/   journal.jsonl, summary.json, artifacts/
 
@@ -80,6 +80,28 @@ def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _publish_exclusive(path: Path, content: bytes) -> bool:
+    """Create `path` holding `content`, unless it exists; False when it did.
+
+    The content is written to a private temporary file first and then hard-linked into
+    place: `link` fails if the name exists (the O_EXCL guarantee) and the name never
+    appears empty, so a process reading it while another creates it sees the whole id
+    or nothing. (Creating with O_EXCL and writing afterwards let a concurrent reader
+    find an empty name file and fail with "No experiment with id ''".)
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(content)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 class LocalStore:
     """A Store on the local file system (see the module docstring for the layout)."""
 
@@ -124,18 +146,12 @@ class LocalStore:
             "last_update_time": now_ms(),
         }
         _write_json_atomic(exp_dir / _META, meta)
-        try:
-            fd = os.open(self._name_file(name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
+        if not _publish_exclusive(self._name_file(name), experiment_id.encode()):
             if fixed_id is not None:
                 # Another process created the default first. Its folder is this one: keep it.
                 return fixed_id
             shutil.rmtree(exp_dir, ignore_errors=True)
-            raise AlreadyExistsError(
-                f"Experiment {name!r} already exists", resource_id=name
-            ) from None
-        with os.fdopen(fd, "w") as handle:
-            handle.write(experiment_id)
+            raise AlreadyExistsError(f"Experiment {name!r} already exists", resource_id=name)
         return experiment_id
 
     def _claim_experiment_dir(self, fixed_id: str | None) -> Path:
