@@ -117,3 +117,63 @@ def test_experiment_name_file_is_never_visible_empty(tmp_path: Path) -> None:
     assert name_file.read_text() == experiment_id
     found = LocalStore(tmp_path / "runs").get_experiment_by_name(name)
     assert found is not None and found.experiment_id == experiment_id
+
+
+# finding 7 -------------------------------------------------------------------------
+
+
+def test_a_refused_record_is_set_aside_and_the_records_behind_it_ship(
+    mlflow_server: Any, remote: RemoteFactory, mlflow_client_cls: Any
+) -> None:
+    from mltrail.entities import Metric
+
+    with FaultyProxy(mlflow_server.url) as proxy:
+        client = remote(proxy.url)
+        run_id = client.create_run(client.create_experiment(unique("refused"))).info.run_id
+        for i in range(5):
+            client.log_metric(run_id, "loss", float(i), BASE_TS + i, i)
+        assert client.store.flush(60)
+        # A negative timestamp as an older client (no check at the call) spooled it:
+        # written straight into the spool, past the validation the client now does.
+        store = client.store
+        ref = store._ref(run_id)
+        with pytest.warns(UserWarning, match="refused 1 record"):
+            store.spool.store.log_batch(ref.spool_id, [Metric("loss", 99.0, -5, 99)], [], [])
+            for i in range(5, 10):
+                client.log_metric(run_id, "loss", float(i), BASE_TS + i, i)
+            client.log_param(run_id, "after", "yes")
+            client.set_terminated(run_id)
+            assert client.store.flush(60)
+        assert not client.store.sender.broken
+        assert client.store.unsent_summary() is None
+        set_aside = (ref.run_dir / "refused.jsonl").read_text().splitlines()
+        assert len(set_aside) == 1 and "-5" in set_aside[0]
+
+    server = mlflow_client_cls(tracking_uri=mlflow_server.url)
+    assert history(server, run_id, "loss") == [(i, BASE_TS + i, float(i)) for i in range(10)]
+    run = server.get_run(run_id)
+    assert run.data.params == {"after": "yes"}
+    assert run.info.status == "FINISHED"
+
+
+def test_deleting_the_active_run_then_ending_it_does_not_block_the_run(
+    mlflow_server: Any, remote: RemoteFactory, mlflow_client_cls: Any
+) -> None:
+    client = remote(mlflow_server.url)
+    mltrail.set_tracking_uri(mlflow_server.url)
+    experiment = mltrail.set_experiment(unique("deleted"))
+    with pytest.warns(UserWarning, match="refused 1 record"):
+        with mltrail.start_run() as run:
+            for i in range(20):
+                mltrail.log_metric("loss", float(i), step=i, timestamp=BASE_TS + i)
+            mltrail.delete_run(run.info.run_id)
+        assert client.store.flush(60)
+    assert client.store.unsent_summary() is None
+    assert not client.store.sender.broken
+
+    server = mlflow_client_cls(tracking_uri=mlflow_server.url)
+    [got] = server_runs(server, experiment.experiment_id)
+    assert got.info.lifecycle_stage == "deleted"
+    assert history(server, got.info.run_id, "loss") == [
+        (i, BASE_TS + i, float(i)) for i in range(20)
+    ]

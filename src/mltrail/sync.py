@@ -10,8 +10,11 @@ process was killed, the rest waits there; this command sends it:
 
 Each run resumes exactly where shipping stopped (the spool records what the
 server accepted), so running the command twice, or after an interruption,
-leaves the server in the same state. A run the server refuses is reported and
-skipped; the others are still shipped. Exit code 0 when nothing is left.
+leaves the server in the same state. A record the server refuses (a 4xx answer)
+is set aside in the run's ``refused.jsonl`` and named in the report; the run's
+other records are still shipped. A run the server refuses altogether (it cannot
+be created) is reported and skipped; the others are still shipped. Exit code 0
+when nothing is left and nothing was refused.
 Credentials come from the same variables as for logging
 (``MLFLOW_TRACKING_TOKEN``, ...); the spool never stores them.
 """
@@ -27,7 +30,7 @@ from typing import Any
 from .exceptions import AuthError, MltrailError
 from .stores.http import HttpSession, RemoteSettings, is_transient, public_url
 from .stores.sender import Shipper
-from .stores.spool import Spool, folder_name, pending, spool_folders
+from .stores.spool import REFUSED, Spool, folder_name, pending, spool_folders
 
 _MAX_PASSES = 5  # a run still being written by a live process is not chased forever
 
@@ -39,10 +42,12 @@ class SyncReport:
     shipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     left: list[str] = field(default_factory=list)
+    # run -> records the server refused in this call, set aside in the run's refused.jsonl
+    refused: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.left
+        return not self.failed and not self.left and not self.refused
 
 
 def _folders(uri: str | None, root: Path) -> Iterator[tuple[Path, str]]:
@@ -108,10 +113,12 @@ def _sync_folder(
 ) -> None:
     for index, (run_dir, _) in enumerate(runs):
         run_id = run_dir.name
+        refused: list[str] = []
         try:
             result = None
             for _ in range(_MAX_PASSES):
                 result = shipper.ship_run(run_dir)
+                refused += result.refused
                 if result.complete or result.busy:
                     break
         except AuthError as exc:
@@ -130,6 +137,15 @@ def _sync_folder(
             echo(f"  FAILED {run_id}: {type(exc).__name__}: {exc}")
             report.failed[run_id] = f"{type(exc).__name__}: {exc}"
             continue
+        finally:
+            if refused:
+                report.refused[run_id] = refused
+                echo(
+                    f"  {run_id}: {len(refused)} refusal(s) by the server, set aside in "
+                    f"{run_dir / REFUSED}:"
+                )
+                for note in refused:
+                    echo(f"    {note}")
         assert result is not None
         if result.busy:
             echo(f"  skipped {run_id}: another process is shipping it right now")
@@ -181,9 +197,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if args.dry_run:
         return 0
     if report.shipped or report.failed or report.left:
+        set_aside = (
+            f", {len(report.refused)} with records set aside" if report.refused else ""
+        )
         print(
             f"mltrail sync: {len(report.shipped)} shipped, {len(report.failed)} refused, "
-            f"{len(report.left)} left pending"
+            f"{len(report.left)} left pending{set_aside}"
         )
     return 0 if report.ok else 1
 

@@ -109,6 +109,22 @@ def encode(record: dict[str, Any]) -> bytes:
     return (json.dumps(record, separators=(",", ":")) + "\n").encode()
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte of `data` to `fd`, looping on short writes.
+
+    `os.write` may write less than asked (a signal, a nearly full disk); ignoring its
+    return value could leave a torn line behind a call that returned normally. A line
+    is still one `write` in the common case, which is what keeps concurrent appends
+    of whole lines from interleaving.
+    """
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:  # pragma: no cover - os.write raises rather than return 0
+            raise OSError("write returned 0 bytes")
+        view = view[written:]
+
+
 def batch_record(
     metrics: list[Metric], params: dict[str, str], tags: dict[str, str]
 ) -> dict[str, Any]:

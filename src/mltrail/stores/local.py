@@ -296,7 +296,7 @@ class LocalStore:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
             size = os.fstat(fd).st_size
             if size and os.pread(fd, 1, size - 1) != b"\n":
-                os.write(fd, b"\n")  # close a torn line left by a crashed writer
+                journal.write_all(fd, b"\n")  # close a torn line left by a crashed writer
             opened = _OpenRun(run_dir, fd, journal.load_state(run_dir))
             self._open[run_id] = opened
         else:
@@ -314,7 +314,7 @@ class LocalStore:
                     f"Run {run_id!r} is deleted; restore it before logging to it", run_id=run_id
                 )
             data = journal.encode(record)
-            os.write(opened.fd, data)
+            journal.write_all(opened.fd, data)
             state.offset += len(data)
             state.apply(record)
             return state

@@ -24,7 +24,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,11 @@ from . import journal
 from .http import HttpSession, RemoteSettings, artifact_root, is_transient, retry_after
 from .spool import (
     CLIENT_RUN_ID_TAG,
+    REFUSED,
     RunLock,
     ShipState,
     Spool,
+    append_line,
     pending_artifacts,
     unsent_bytes,
 )
@@ -98,14 +100,31 @@ class _Batch:
         return len(self) < MAX_ENTITIES and self.bytes + extra_bytes <= MAX_BYTES
 
     def payload(self, run_id: str) -> dict[str, Any]:
-        payload: dict[str, Any] = {"run_id": run_id}
-        if self.metrics:
-            payload["metrics"] = self.metrics
-        if self.params:
-            payload["params"] = [{"key": k, "value": v} for k, v in self.params.items()]
-        if self.tags:
-            payload["tags"] = [{"key": k, "value": v} for k, v in self.tags.items()]
-        return payload
+        return _payload(run_id, self.entities())
+
+    def entities(self) -> list[tuple[str, dict[str, Any]]]:
+        """The batch as (field, entity) pairs, which any subset of can be sent alone."""
+        found: list[tuple[str, dict[str, Any]]] = [("metrics", m) for m in self.metrics]
+        found += [("params", {"key": k, "value": v}) for k, v in self.params.items()]
+        found += [("tags", {"key": k, "value": v}) for k, v in self.tags.items()]
+        return found
+
+
+def _payload(run_id: str, entities: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    payload: dict[str, Any] = {"run_id": run_id}
+    for name, entity in entities:
+        payload.setdefault(name, []).append(entity)
+    return payload
+
+
+def _refusal(exc: BaseException) -> bool:
+    """True when the server refused a request for what it carries (a 4xx other than
+    auth, or a run that no longer accepts records), so sending it again cannot help."""
+    return (
+        isinstance(exc, MltrailError)
+        and not is_transient(exc)
+        and not isinstance(exc, (AuthError, NotFoundError))
+    )
 
 
 @dataclass
@@ -118,6 +137,7 @@ class ShipResult:
     artifacts: int = 0
     complete: bool = False
     busy: bool = False  # another process holds the run's lock
+    refused: list[str] = field(default_factory=list)  # why records were set aside
 
 
 class Shipper:
@@ -299,13 +319,10 @@ class Shipper:
         def send() -> None:
             nonlocal batch
             if len(batch):
-                payload = batch.payload(run_id)
-                self._call("POST", "runs/log-batch", payload, retries=self.retries)
-                result.requests += 1
+                self._send_entities(run_dir, run_id, batch.entities(), result)
                 batch = _Batch()
             for record in datasets:
-                self._ship_other("in", record, run_id)
-                result.requests += 1
+                self._send_record("in", record, run_dir, run_id, result)
             datasets.clear()
             commit(done)
 
@@ -341,11 +358,89 @@ class Shipper:
                 datasets.append(record)
             else:
                 send()
-                self._ship_other(kind, record, run_id)
-                result.requests += 1
+                self._send_record(kind, record, run_dir, run_id, result)
             done = end
             result.records += 1
         send()
+
+    def _send_entities(
+        self,
+        run_dir: Path,
+        run_id: str,
+        entities: list[tuple[str, dict[str, Any]]],
+        result: ShipResult,
+    ) -> None:
+        """One `runs/log-batch`; what the server refuses is set aside, the rest is sent.
+
+        A refused batch is split in halves until the refused entities are alone, so
+        one bad metric point costs a few requests, not the run (about 2 log2(n)
+        requests for one bad entity among n). A run that no longer takes records at
+        all (deleted on the server) is checked once instead of splitting.
+        """
+        try:
+            self._call("POST", "runs/log-batch", _payload(run_id, entities), retries=self.retries)
+            result.requests += 1
+            return
+        except MltrailError as exc:
+            result.requests += 1
+            if not _refusal(exc):
+                raise
+            refusal = exc
+        if len(entities) > 1 and not self._run_is_deleted(run_id, result):
+            half = len(entities) // 2
+            self._send_entities(run_dir, run_id, entities[:half], result)
+            self._send_entities(run_dir, run_id, entities[half:], result)
+            return
+        record = {"k": "b", "log-batch": _payload(run_id, entities)}
+        self._set_aside(run_dir, run_id, record, len(entities), refusal, result)
+
+    def _run_is_deleted(self, run_id: str, result: ShipResult) -> bool:
+        answer = self._call("GET", "runs/get", {"run_id": run_id}, retries=self.retries)
+        result.requests += 1
+        return answer.get("run", {}).get("info", {}).get("lifecycle_stage") == "deleted"
+
+    def _send_record(
+        self, kind: Any, record: dict[str, Any], run_dir: Path, run_id: str, result: ShipResult
+    ) -> None:
+        """A record sent through its own endpoint; set aside if the server refuses it."""
+        try:
+            self._ship_other(kind, record, run_id)
+        except MltrailError as exc:
+            result.requests += 1
+            if not _refusal(exc):
+                raise
+            self._set_aside(run_dir, run_id, record, 1, exc, result)
+            return
+        result.requests += 1
+
+    def _set_aside(
+        self,
+        run_dir: Path,
+        run_id: str,
+        record: dict[str, Any],
+        count: int,
+        exc: MltrailError,
+        result: ShipResult,
+    ) -> None:
+        """Keep a refused record out of the way of the records behind it.
+
+        It is appended to the run's `refused.jsonl` in the spool, with the server's
+        reason, and named in a warning; shipping goes on after it. Sending it again
+        cannot succeed (the server refused what it carries), and leaving it at the head
+        of the journal used to block every later record of the run for good.
+        """
+        entry = {"record": record, "entities": count, "error": exc.message, "at": _now_ms()}
+        append_line(run_dir / REFUSED, json.dumps(entry).encode() + b"\n")
+        note = (
+            f"{count} record{'' if count == 1 else 's'} ({_describe(record)}) refused: "
+            f"{exc.message}"
+        )
+        result.refused.append(note)
+        warnings.warn(
+            f"mltrail: the server at {self.http.base_url} refused {note}. Set aside in "
+            f"{run_dir / REFUSED} (run {run_id}); the run's other records are shipped",
+            stacklevel=1,
+        )
 
     def _ship_other(self, kind: Any, record: dict[str, Any], run_id: str) -> None:
         if kind == "u":
@@ -431,6 +526,33 @@ class Shipper:
             run_parallel(upload, files, UPLOAD_THREADS)
         finally:
             state.save(run_dir)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _describe(record: dict[str, Any]) -> str:
+    """A short name for a set-aside record, for a warning or sync's report."""
+    kind = record.get("k")
+    if kind == "b":
+        payload = record.get("log-batch", {})
+        keys = [
+            e.get("key", "")
+            for name in ("metrics", "params", "tags")
+            for e in payload.get(name, [])
+        ]
+        shown = ", ".join(repr(k[:60]) for k in keys[:3]) + (", ..." if len(keys) > 3 else "")
+        return f"log-batch of {shown}"
+    if kind == "u":
+        return f"status {record.get('status')}"
+    if kind == "lc":
+        return f"lifecycle {record.get('stage')}"
+    if kind == "dt":
+        return f"delete tag {record.get('key')!r}"
+    if kind == "in":
+        return "dataset inputs"
+    return f"record {kind!r}"
 
 
 def run_parallel(func: Callable[[Any], None], items: list[Any], workers: int) -> None:

@@ -9,6 +9,7 @@ never from its credentials. Inside, a local store (the same journals as
     experiments.json                   spool experiment id -> server experiment id
     <exp>/<run>/ship.json              what of this run the server already has
     <exp>/<run>/.ship.lock             held (flock) by whoever ships the run
+    <exp>/<run>/refused.jsonl          records the server refused, set aside with why
 
 `ship.json` is replaced atomically after each request that the server accepted,
 so shipping resumes exactly where it stopped, whichever process stopped.
@@ -43,6 +44,7 @@ EXPERIMENT_MAP = "experiments.json"
 LOCK_FILE = ".ship.lock"
 ARTIFACTS = "artifacts"
 CLIENT_RUN_ID_TAG = "mltrail.clientRunId"
+REFUSED = "refused.jsonl"  # records the server refused, set aside (see Shipper._set_aside)
 
 
 def folder_name(server_url: str) -> str:
@@ -57,6 +59,21 @@ def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(payload))
     os.replace(tmp, path)
+
+
+def append_line(path: Path, data: bytes) -> None:
+    """Append `data` (whole lines) to `path` with O_APPEND, every byte written."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        journal.write_all(fd, data)
+    finally:
+        os.close(fd)
+
+
+def refused_records(run_dir: Path) -> list[dict[str, Any]]:
+    """The records of a run that the server refused and the shipper set aside."""
+    records, _ = journal.read_records(run_dir / REFUSED, 0)
+    return records
 
 
 @dataclass
