@@ -177,3 +177,117 @@ def test_deleting_the_active_run_then_ending_it_does_not_block_the_run(
     assert history(server, got.info.run_id, "loss") == [
         (i, BASE_TS + i, float(i)) for i in range(20)
     ]
+
+
+# finding 4 -------------------------------------------------------------------------
+
+
+def test_creates_held_three_seconds_make_exactly_one_server_run_each(
+    mlflow_server: Any, remote: RemoteFactory, mlflow_client_cls: Any
+) -> None:
+    with FaultyProxy(mlflow_server.url) as proxy:
+        client = remote(proxy.url, create_timeout=2.0)
+        experiment_id = client.create_experiment(unique("slow-create"))
+        # each create reaches the server 3 s late, past the 2 s budget
+        proxy.add("runs/create", ("delay_before", 3.0), times=None)
+        local_ids = []
+        for r in range(3):
+            run_id = client.create_run(experiment_id, run_name=f"r{r}").info.run_id
+            local_ids.append(run_id)
+            for i in range(50):
+                client.log_metric(run_id, "loss", float(i), BASE_TS + i, i)
+            client.log_param(run_id, "r", r)
+            client.set_terminated(run_id)
+        assert client.store.flush(120)
+        assert proxy.count("runs/create") == 3  # never a second create for one run
+
+    server = mlflow_client_cls(tracking_uri=mlflow_server.url)
+    runs = server_runs(server, experiment_id)
+    assert sorted(r.info.run_name for r in runs) == ["r0", "r1", "r2"]
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert run.data.params == {"r": run.info.run_name[1:]}
+        assert history(server, run.info.run_id, "loss") == [
+            (i, BASE_TS + i, float(i)) for i in range(50)
+        ]
+    # every id handed out resolves to its one server run
+    assert sorted(client.get_run(i).info.run_name for i in local_ids) == ["r0", "r1", "r2"]
+
+
+def test_a_lost_create_is_looked_up_again_until_it_settles_not_created_twice(
+    mlflow_server: Any, remote: RemoteFactory, mlflow_client_cls: Any
+) -> None:
+    """The create's answer is lost and the lookup first misses it (the server has not
+    shown it yet): no second create is sent before the create's read timeout passed."""
+    with FaultyProxy(mlflow_server.url) as proxy:
+        client = remote(proxy.url, timeout=3.0, create_timeout=1.0)
+        experiment_id = client.create_experiment(unique("lost-create"))
+        proxy.add("runs/create", "drop_after")  # the server makes the run, the answer is lost
+        # the first two lookups answer "no such run", as a server still busy would
+        proxy.add("runs/search", ("rewrite", lambda body: {}), times=2)
+        with pytest.warns(UserWarning):
+            run_id = client.create_run(experiment_id, run_name="once").info.run_id
+            client.log_metric(run_id, "loss", 1.0, BASE_TS, 0)
+            client.set_terminated(run_id)
+            assert client.store.flush(120)
+        assert proxy.count("runs/create") == 1
+        assert proxy.count("runs/search") >= 3
+
+    server = mlflow_client_cls(tracking_uri=mlflow_server.url)
+    [run] = server_runs(server, experiment_id)
+    assert run.info.status == "FINISHED"
+    assert history(server, run.info.run_id, "loss") == [(0, BASE_TS, 1.0)]
+
+
+# findings 3 and 6 -------------------------------------------------------------------
+
+
+def test_set_experiment_survives_a_failing_lookup_beside_a_working_create(
+    mlflow_server: Any, remote: RemoteFactory, mlflow_client_cls: Any
+) -> None:
+    name = unique("flaky-lookup")
+    with FaultyProxy(mlflow_server.url) as proxy:
+        remote(proxy.url)
+        proxy.add("experiments/get-by-name", ("status", 503, None), times=None)
+        mltrail.set_tracking_uri(proxy.url)
+        experiment = mltrail.set_experiment(name)
+        assert proxy.count("experiments/create") == 1
+    server = mlflow_client_cls(tracking_uri=mlflow_server.url)
+    assert experiment.experiment_id == server.get_experiment_by_name(name).experiment_id
+
+
+def test_blackhole_server_at_start_does_not_hold_training_and_everything_ships_later(
+    mlflow_server: Any, remote: RemoteFactory, mlflow_client_cls: Any
+) -> None:
+    name = unique("blackhole")
+    with FaultyProxy(mlflow_server.url) as proxy:
+        proxy.add("/api/", ("hang", 120.0), times=None)  # accepts, never answers
+        client = remote(proxy.url, create_timeout=1.0)
+        mltrail.set_tracking_uri(proxy.url)
+        with pytest.warns(UserWarning, match="did not answer within"):
+            experiment = mltrail.set_experiment(name)
+        assert experiment.experiment_id.startswith("local-")
+        # one lookup went out and hangs; nothing was retried in the foreground
+        assert proxy.count("/api/") == 1
+        with mltrail.start_run(run_name="bh"):
+            mltrail.log_param("alpha", 1)
+            for i in range(100):
+                mltrail.log_metric("loss", float(i), step=i, timestamp=BASE_TS + i)
+        # the run went offline at once: no create was sent while the lookup hangs
+        assert proxy.count("runs/create") == 0
+        summary = client.store.unsent_summary() or ""
+        assert "1 run (" in summary and "mltrail sync" in summary
+
+        proxy.rules.clear()
+        proxy.release_hung()
+        assert client.store.flush(120)
+        assert client.store.unsent_summary() is None
+
+    server = mlflow_client_cls(tracking_uri=mlflow_server.url)
+    on_server = server.get_experiment_by_name(name)
+    [run] = server_runs(server, on_server.experiment_id)
+    assert run.info.run_name == "bh" and run.info.status == "FINISHED"
+    assert run.data.params == {"alpha": "1"}
+    assert history(server, run.info.run_id, "loss") == [
+        (i, BASE_TS + i, float(i)) for i in range(100)
+    ]

@@ -195,17 +195,7 @@ def set_experiment(
         experiment = client.get_experiment(str(experiment_id))
     else:
         assert experiment_name is not None
-        found = client.get_experiment_by_name(experiment_name)
-        if found is None:
-            # Another process may create it first: then use theirs.
-            with contextlib.suppress(AlreadyExistsError):
-                client.create_experiment(experiment_name)
-            found = client.get_experiment_by_name(experiment_name)
-        if found is None:
-            raise NotFoundError(
-                f"Experiment {experiment_name!r} could not be created", resource_id=experiment_name
-            )
-        experiment = found
+        experiment = client.get_or_create_experiment(experiment_name)
     if experiment.lifecycle_stage == LifecycleStage.DELETED:
         raise RunStateError(
             f"Experiment {experiment.name!r} ({experiment.experiment_id}) is deleted; "
@@ -549,8 +539,6 @@ def register_model(
         NotFoundError: the run does not exist or holds no model at that path.
     """
     import contextlib
-
-    from .exceptions import AlreadyExistsError
 
     client = _client()
     run_id = None

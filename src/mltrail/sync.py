@@ -197,9 +197,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if args.dry_run:
         return 0
     if report.shipped or report.failed or report.left:
-        set_aside = (
-            f", {len(report.refused)} with records set aside" if report.refused else ""
-        )
+        set_aside = f", {len(report.refused)} with records set aside" if report.refused else ""
         print(
             f"mltrail sync: {len(report.shipped)} shipped, {len(report.failed)} refused, "
             f"{len(report.left)} left pending{set_aside}"

@@ -144,6 +144,29 @@ def is_transient(exc: BaseException) -> bool:
     return bool(getattr(exc, "transient", False))
 
 
+def request_sent(exc: BaseException) -> bool:
+    """False only when a failed request certainly never reached the server (the
+    connection was refused or could not be opened in time); True when it may have:
+    the server may have acted on it even though no answer came back."""
+    return bool(getattr(exc, "sent", True))
+
+
+def _never_sent(exc: BaseException) -> bool:
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    inner: BaseException | None = exc
+    for _ in range(10):  # the chain is short; bounded all the same
+        if inner is None:
+            return False
+        if isinstance(inner, (urllib3.exceptions.NewConnectionError, ConnectionRefusedError)):
+            return True
+        reason = getattr(inner, "reason", None)
+        inner = (
+            reason if isinstance(reason, BaseException) else (inner.__cause__ or inner.__context__)
+        )
+    return False
+
+
 def retry_after(exc: BaseException) -> float | None:
     """The delay a server asked for with Retry-After, if it did."""
     return getattr(exc, "retry_after", None)
@@ -402,6 +425,7 @@ class HttpSession:
             text = f"Could not reach the tracking server at {self.base_url} ({what})"
         error = RemoteError(f"{text}: {self._reason(exc)}", error_code="TEMPORARILY_UNAVAILABLE")
         error.transient = True  # type: ignore[attr-defined]
+        error.sent = not _never_sent(exc)  # type: ignore[attr-defined]
         return error
 
     def _reason(self, exc: BaseException) -> str:

@@ -71,9 +71,10 @@ from ..exceptions import (
     RemoteError,
 )
 from . import journal
-from .http import HttpSession, RemoteSettings, artifact_root, is_transient
+from .budget import ForegroundCall
+from .http import HttpSession, RemoteSettings, artifact_root, is_transient, request_sent
 from .sender import Sender, Shipper
-from .spool import CLIENT_RUN_ID_TAG, ShipState, Spool, pending
+from .spool import CLIENT_RUN_ID_TAG, RunLock, ShipState, Spool, pending
 
 LOCAL_EXPERIMENT_PREFIX = "local-"  # an experiment created while the server was down
 _VIEW_TYPES = {
@@ -182,6 +183,7 @@ class RestStore:
         self._experiment_names: dict[str, str] = {}  # server experiment id -> name
         self._last_flush: tuple[float, bool] | None = None
         self._exit_reported = False
+        self._stalled = 0  # foreground requests past their budget, still unanswered
         self._start_sender()
         _stores.add(self)
         atexit.register(_report_at_exit, weakref.ref(self))
@@ -197,6 +199,7 @@ class RestStore:
 
     def _after_fork(self) -> None:
         self._lock = threading.RLock()
+        self._stalled = 0  # the parent's stuck requests have no thread here
         self.http = HttpSession(self.uri, self.settings)
         self._start_sender()
 
@@ -314,7 +317,7 @@ class RestStore:
         if found is not None:
             return found
         name = name or self._experiment_names.get(server_experiment_id)
-        if name is None and self.sender.may_try():
+        if name is None and self._may_ask():
             try:
                 answer = self.http.call(
                     "GET",
@@ -385,6 +388,102 @@ class RestStore:
         experiment_id = str(answer["experiment_id"])
         self._experiment_names[experiment_id] = name
         return experiment_id
+
+    def resolve_experiment(self, name: str) -> Experiment:
+        """The experiment called `name`, created when missing, within the start budget.
+
+        `set_experiment` is the first thing a training script does, so it gets the
+        same small budget as a run's creation (``MLTRAIL_CREATE_TIMEOUT``): past it, or
+        with the server unreachable, the experiment is the spool's (an id starting
+        with ``local-``) and training starts at once; the sender finds or creates it on
+        the server by name when it ships the first run. A lookup still under way when
+        the budget runs out carries on and maps the spool's experiment if it succeeds.
+
+        Raises:
+            MltrailError: the server refused the lookup or the creation (not a
+                transient failure).
+        """
+        if not name or not isinstance(name, str):
+            raise InvalidParameterError("Experiment name must be a non-empty string", key="name")
+        if self._may_ask():
+            call: ForegroundCall[Experiment] = ForegroundCall(
+                lambda: self._find_or_create_experiment(name), name="mltrail-experiment"
+            ).start()
+            if call.wait(self.settings.create_timeout):
+                try:
+                    found = call.result()
+                    self.sender.mark_up()
+                    return self._learn(found)
+                except RemoteError as exc:
+                    if not is_transient(exc):
+                        raise
+                    self._offline(exc, f"experiment {name!r} is used")
+            else:
+                self._stall(call)
+                call.then(lambda c: self._experiment_landed(c, name))
+                warnings.warn(
+                    f"mltrail: the tracking server at {self.uri} did not answer within "
+                    f"{self.settings.create_timeout:g} s; experiment {name!r} is used from the "
+                    f"local spool {self.spool.folder} and found or created on the server "
+                    "when runs are shipped. Training goes on",
+                    stacklevel=3,
+                )
+        self.spool.ensure_folder()
+        store = self.spool.store
+        found_local = store.get_experiment_by_name(name)
+        if found_local is None:
+            with contextlib.suppress(AlreadyExistsError):  # another process was first
+                store.create_experiment(name)
+            found_local = store.get_experiment_by_name(name)
+        assert found_local is not None
+        return self._spool_to_public(found_local)
+
+    def _find_or_create_experiment(self, name: str) -> Experiment:
+        """get-by-name, else create, else (created meanwhile) get-by-name again.
+
+        A get-by-name answered 5xx does not prove the experiment missing, but creating
+        it is safe either way: a duplicate name is refused (RESOURCE_ALREADY_EXISTS),
+        and then it is looked up again. So a flaky lookup beside a working create still
+        gives the experiment instead of an error.
+        """
+        last: RemoteError | None = None
+        for _ in range(3):
+            try:
+                answer = self.http.call("GET", "experiments/get-by-name", {"experiment_name": name})
+                return parse_experiment(answer["experiment"])
+            except NotFoundError:
+                pass
+            except RemoteError as exc:
+                if not is_transient(exc):
+                    raise
+                last = exc
+            try:
+                answer = self.http.call("POST", "experiments/create", {"name": name})
+            except AlreadyExistsError:
+                continue
+            except RemoteError as exc:
+                if not is_transient(exc):
+                    raise
+                last = exc
+                continue
+            experiment_id = str(answer["experiment_id"])
+            try:
+                got = self.http.call("GET", "experiments/get", {"experiment_id": experiment_id})
+                return parse_experiment(got["experiment"])
+            except RemoteError:
+                return Experiment(experiment_id=experiment_id, name=name, artifact_location="")
+        if last is not None:
+            raise last
+        raise NotFoundError(f"Experiment {name!r} could not be found or created", resource_id=name)
+
+    def _experiment_landed(self, call: ForegroundCall[Experiment], name: str) -> None:
+        """A lookup that outlived the budget succeeded: map the spool's experiment."""
+        if call.error is not None or call.value is None:
+            return
+        self._learn(call.value)
+        local = self.spool.store.get_experiment_by_name(name)
+        if local is not None:
+            self.spool.map_experiment(local.experiment_id, call.value.experiment_id)
 
     def get_experiment(self, experiment_id: str) -> Experiment:
         experiment_id = str(experiment_id)
@@ -471,32 +570,43 @@ class RestStore:
         else:
             spool_exp, server_exp = None, experiment_id
         answer = None
-        asked = not defer and server_exp is not None and self.sender.may_try()
+        in_flight: ForegroundCall[dict[str, Any]] | None = None
+        settles_at: float | None = None
+        asked = not defer and server_exp is not None and self._may_ask()
         if asked:
-            try:
-                answer = self.http.call(
-                    "POST",
-                    "runs/create",
-                    {
-                        "experiment_id": server_exp,
-                        "user_id": user_id,
-                        "start_time": start_time,
-                        "run_name": run_name,
-                        "tags": _tag_list(tag_map),
-                    },
-                    timeout=self.settings.create_timeout,
-                    retries=0,  # not idempotent; the sender finds a late-created run by tag
-                )
-                self.sender.mark_up()
-            except NotFoundError:
-                raise NotFoundError(
-                    f"No experiment with id {experiment_id!r} on {self.uri}",
-                    resource_id=experiment_id,
-                ) from None
-            except RemoteError as exc:
-                if not is_transient(exc):
-                    raise
-                self.sender.mark_down(exc)
+            payload = {
+                "experiment_id": server_exp,
+                "user_id": user_id,
+                "start_time": start_time,
+                "run_name": run_name,
+                "tags": _tag_list(tag_map),
+            }
+            # The request gets the ordinary read timeout on its own thread; this call
+            # waits only the start budget. A create that outlives the budget is never
+            # abandoned and sent again (it may still land): the run stays held in the
+            # sender until its answer or failure (see Shipper._ensure_created).
+            settles_at = time.time() + self.settings.timeout + 1.0
+            in_flight = ForegroundCall(
+                lambda: self.http.call("POST", "runs/create", payload, retries=0),
+                name="mltrail-create",
+            ).start()
+            if in_flight.wait(self.settings.create_timeout):
+                try:
+                    answer = in_flight.result()
+                    self.sender.mark_up()
+                except NotFoundError:
+                    raise NotFoundError(
+                        f"No experiment with id {experiment_id!r} on {self.uri}",
+                        resource_id=experiment_id,
+                    ) from None
+                except RemoteError as exc:
+                    if not is_transient(exc):
+                        raise
+                    self.sender.mark_down(exc)
+                    asked = request_sent(exc)
+                in_flight = None
+            else:
+                self._stall(in_flight)
         if spool_exp is None:
             assert server_exp is not None
             spool_exp = self._spool_experiment(server_exp)
@@ -517,6 +627,7 @@ class RestStore:
             server_run_id=spool_id if server_run is not None else None,
             server_experiment_id=server_exp,
             create_sent=asked,
+            create_settles_at=settles_at if asked and server_run is None else None,
             create={
                 "start_time": start_time,
                 "user_id": user_id,
@@ -531,8 +642,63 @@ class RestStore:
             self._refs[spool_id] = ref
         if server_run is not None:
             return server_run
-        self.sender.notify(spool_id, run_dir)  # to be created on the server
+        if in_flight is not None:
+            self.sender.hold(spool_id, run_dir)
+            in_flight.then(lambda call: self._create_landed(call, spool_id, run_dir))
+        else:
+            self.sender.notify(spool_id, run_dir)  # to be created on the server
         return self._spool_run_public(run, ref)
+
+    def _create_landed(
+        self, call: ForegroundCall[dict[str, Any]], spool_id: str, run_dir: Path
+    ) -> None:
+        """A foreground create that outlived its budget has ended: record its outcome,
+        then let the sender ship the run (creating it only if this one surely failed)."""
+        try:
+            if call.error is None:
+                assert call.value is not None
+                info = call.value["run"]["info"]
+                lock = RunLock(run_dir)
+                locked = lock.acquire()  # `mltrail sync` elsewhere may be looking it up
+                try:
+                    state = ShipState.load(run_dir)
+                    if state.server_run_id is None:
+                        state.server_run_id = info["run_id"]
+                        state.artifact_uri = info.get("artifact_uri")
+                        state.save(run_dir)
+                finally:
+                    if locked:
+                        lock.release()
+                self._on_created(
+                    spool_id, state.server_run_id or info["run_id"], state.artifact_uri
+                )
+                self.sender.mark_up()
+            elif is_transient(call.error) and not request_sent(call.error):
+                state = ShipState.load(run_dir)
+                if state.server_run_id is None:
+                    state.create_sent, state.create_settles_at = False, None
+                    state.save(run_dir)
+        finally:
+            self.sender.release(spool_id)
+            self.sender.notify(spool_id, run_dir)
+
+    def _stall(self, call: ForegroundCall[Any]) -> None:
+        """A foreground request outlived its budget: until it ends, every other call
+        that would wait on the server goes offline at once (training starts now)."""
+        with self._lock:
+            self._stalled += 1
+
+        def unstall(_: ForegroundCall[Any]) -> None:
+            with self._lock:
+                self._stalled -= 1
+
+        call.then(unstall)
+
+    def _may_ask(self) -> bool:
+        """Whether a foreground call should ask the server rather than go offline at
+        once: not while another foreground request is stuck past its budget, nor in the
+        sender's backoff window after a failure."""
+        return self._stalled == 0 and self.sender.may_try()
 
     def _spool_run_public(self, run: Run, ref: _RunRef) -> Run:
         """A spool Run with the ids the user knows (server ids where they exist)."""

@@ -28,9 +28,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..exceptions import AlreadyExistsError, AuthError, MltrailError, NotFoundError
+from ..exceptions import (
+    AlreadyExistsError,
+    AuthError,
+    MltrailError,
+    NotFoundError,
+    RemoteError,
+)
 from . import journal
-from .http import HttpSession, RemoteSettings, artifact_root, is_transient, retry_after
+from .http import (
+    HttpSession,
+    RemoteSettings,
+    artifact_root,
+    is_transient,
+    request_sent,
+    retry_after,
+)
 from .spool import (
     CLIENT_RUN_ID_TAG,
     REFUSED,
@@ -216,6 +229,29 @@ class Shipper:
     # creation ------------------------------------------------------------
 
     def _ensure_created(self, run_dir: Path, state: ShipState, result: ShipResult) -> None:
+        """Create the run on the server, exactly once.
+
+        Why this never makes two server runs of one spooled run:
+
+        - Never two creates in flight for one run. The caller holds the run's flock
+          (one shipper per run across processes), and a foreground create that outlived
+          its budget keeps the run held in its process's sender until that create ends
+          (`Sender.hold`), so no second create is sent beside it.
+        - A create whose answer was lost (connection dropped, read timeout, a gateway's
+          5xx) may have landed, or may still land. Before any new create the run is
+          looked up by its `mltrail.clientRunId` tag (`create_sent`), and a miss counts
+          only once `create_settles_at` has passed: the lost request's read timeout
+          after it was sent, the time its sender was prepared to wait for the server
+          to act on it. MLflow's server commits a run before it answers, so a request
+          it has finished with shows in the lookup. Until then the run waits (a
+          transient error: the sender backs off, `mltrail sync` leaves it pending).
+        - A create that certainly never reached the server (connection refused, connect
+          timeout) needs no lookup (`request_sent`).
+
+        What is left: a server that sits on a request for longer than the client's read
+        timeout and commits it afterwards. Such a late twin carries the same client id
+        tag, so it can be found with one `runs/search`.
+        """
         if state.server_run_id is not None:
             return
         experiment_id = state.server_experiment_id or self.resolve_experiment(run_dir.parent)
@@ -239,22 +275,40 @@ class Shipper:
         if runs:
             info = runs[0]["info"]
         else:
-            state.create_sent = True  # from here on, a lost answer means: look it up first
+            settles_at = state.create_settles_at
+            if state.create_sent and settles_at is not None and time.time() < settles_at:
+                raise CreateUnconfirmed(
+                    f"The tracking server at {self.http.base_url} has not shown run "
+                    f"{client_id} yet, whose creation request got no answer; it is looked "
+                    f"up again (for up to {settles_at - time.time():.0f} s) before it is "
+                    "created anew"
+                )
+            before = (state.create_sent, state.create_settles_at)
+            # From here on, a lost answer means: look it up first, and trust a miss only
+            # once the server has had the read timeout to act on this request.
+            state.create_sent = True
+            state.create_settles_at = time.time() + self.http.settings.timeout + 1.0
             state.save(run_dir)
             tags = dict(create.get("tags") or {})
             tags[CLIENT_RUN_ID_TAG] = client_id
-            answer = self._call(
-                "POST",
-                "runs/create",
-                {
-                    "experiment_id": experiment_id,
-                    "user_id": create.get("user_id", ""),
-                    "run_name": create.get("run_name", ""),
-                    "start_time": create.get("start_time"),
-                    "tags": [{"key": k, "value": v} for k, v in tags.items()],
-                },
-                retries=0,  # not idempotent: a retry looks the tag up again first
-            )
+            try:
+                answer = self._call(
+                    "POST",
+                    "runs/create",
+                    {
+                        "experiment_id": experiment_id,
+                        "user_id": create.get("user_id", ""),
+                        "run_name": create.get("run_name", ""),
+                        "start_time": create.get("start_time"),
+                        "tags": [{"key": k, "value": v} for k, v in tags.items()],
+                    },
+                    retries=0,  # not idempotent: a retry looks the tag up again first
+                )
+            except MltrailError as exc:
+                if is_transient(exc) and not request_sent(exc):
+                    state.create_sent, state.create_settles_at = before
+                    state.save(run_dir)
+                raise
             result.requests += 1
             info = answer["run"]["info"]
         state.server_run_id = info["run_id"]
@@ -599,6 +653,15 @@ def run_parallel(func: Callable[[Any], None], items: list[Any], workers: int) ->
 _NONE = object()
 
 
+class CreateUnconfirmed(RemoteError):
+    """A run's earlier `runs/create` got no answer and may still land: wait, then look."""
+
+    transient = True
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_code="TEMPORARILY_UNAVAILABLE")
+
+
 class _Unreachable(Exception):
     """The server could not be reached: the sender's pass stops."""
 
@@ -629,6 +692,10 @@ class Sender:
         self._pending: dict[str, Path] = {}  # spool run id -> run folder
         self._broken: dict[str, str] = {}  # spool run id -> why the server refused it
         self._busy: set[str] = set()  # runs being shipped right now
+        self._busy_dirs: dict[str, Path] = {}
+        # Runs whose `runs/create` sent in the foreground is still unanswered: not
+        # shipped (which could create them a second time) until it ends (`release`).
+        self._creating: set[str] = set()
         self._urgent = 0
         self._failures = 0  # consecutive failed attempts
         self._failure_count = 0  # every failed attempt, ever
@@ -660,6 +727,19 @@ class Sender:
         if self._thread is None or not self._thread.is_alive():
             self._start()
 
+    def hold(self, run_id: str, run_dir: Path) -> None:
+        """Keep `run_id` pending but unshipped while its foreground create is in flight."""
+        with self._cond:
+            self._creating.add(run_id)
+            self._pending[run_id] = run_dir
+
+    def release(self, run_id: str) -> None:
+        """The run's foreground create ended (answered or failed): ship it now."""
+        with self._cond:
+            self._creating.discard(run_id)
+            self._cond.notify_all()
+        self._start()
+
     def _start(self) -> None:
         with self._cond:
             if self._stopped or (self._thread is not None and self._thread.is_alive()):
@@ -680,9 +760,12 @@ class Sender:
         return run_id in self._pending or run_id in self._busy
 
     def unsent(self) -> dict[str, Path]:
-        """Runs with records this process could not deliver (pending or refused)."""
+        """Every run not confirmed delivered: pending, being created, in flight right now
+        (a request sent but not answered proves nothing), or refused by the server."""
         with self._cond:
             runs = dict(self._pending)
+            for run_id, run_dir in self._busy_dirs.items():
+                runs.setdefault(run_id, run_dir)
             for run_id in self._broken:
                 runs.setdefault(run_id, self.shipper.spool.store.run_dir(run_id))
             return runs
@@ -751,13 +834,13 @@ class Sender:
                     if self._stopped:
                         return
                     wait = None
-                    if self._pending and self.auth_error is None:
+                    if self._shippable() and self.auth_error is None:
                         wait = max(0.01, self._retry_at - time.monotonic())
                     self._cond.wait(wait)
                 if not self._urgent and self.settings.send_interval > 0:
                     # Let a tight logging loop fill the batch before the first request.
                     self._cond.wait_for(lambda: self._urgent > 0, self.settings.send_interval)
-                queue = list(self._pending.items())
+                queue = self._shippable()
             with contextlib.suppress(_Unreachable):
                 run_parallel(self._ship_or_stop, queue, SHIP_THREADS)
 
@@ -765,9 +848,12 @@ class Sender:
         if self._stopped or not self._ship_one(*item):
             raise _Unreachable  # ends this pass: no new run is started
 
+    def _shippable(self) -> list[tuple[str, Path]]:
+        return [(r, d) for r, d in self._pending.items() if r not in self._creating]
+
     def _ready(self) -> bool:
         return (
-            bool(self._pending)
+            bool(self._shippable())
             and self.auth_error is None
             and not self._stopped
             and time.monotonic() >= self._retry_at
@@ -776,9 +862,10 @@ class Sender:
     def _ship_one(self, run_id: str, run_dir: Path) -> bool:
         """Ship one run; False when the server is unreachable (stop this pass)."""
         with self._cond:
-            if self._pending.pop(run_id, None) is None:
+            if run_id in self._creating or self._pending.pop(run_id, None) is None:
                 return True
             self._busy.add(run_id)
+            self._busy_dirs[run_id] = run_dir
         keep = True
         requeue = False
         try:
@@ -813,6 +900,7 @@ class Sender:
         finally:
             with self._cond:
                 self._busy.discard(run_id)
+                self._busy_dirs.pop(run_id, None)
                 if requeue:
                     self._pending.setdefault(run_id, run_dir)
                 self._cond.notify_all()

@@ -88,6 +88,9 @@ class ShipState:
         create_sent: a `runs/create` for the run may have reached the server (its
             answer lost), so the sender looks the run up by its client id before
             creating it; False only for a run never offered to the server.
+        create_settles_at: when (seconds since the epoch) a `runs/create` whose answer
+            was lost has surely either landed or been given up by the server: until
+            then a lookup that misses the run proves nothing, and no new create is sent.
         offset: the journal byte offset up to which every record was accepted.
         artifact_uri: the run's artifact URI on the server.
         uploaded: artifact files uploaded so far.
@@ -99,6 +102,7 @@ class ShipState:
     server_experiment_id: str | None = None
     create: dict[str, Any] = field(default_factory=dict)
     create_sent: bool = True
+    create_settles_at: float | None = None
     offset: int = 0
     artifact_uri: str | None = None
     uploaded: int = 0
