@@ -9,7 +9,9 @@ failed before the fix it names.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -291,3 +293,111 @@ def test_blackhole_server_at_start_does_not_hold_training_and_everything_ships_l
     assert history(server, run.info.run_id, "loss") == [
         (i, BASE_TS + i, float(i)) for i in range(100)
     ]
+
+
+# finding 2 -------------------------------------------------------------------------
+
+
+def _trainer(url: str, experiment: str, runs: int, points: int) -> str:
+    return f"""
+import mltrail
+mltrail.set_tracking_uri({url!r})
+mltrail.set_experiment({experiment!r})
+for r in range({runs}):
+    with mltrail.start_run(run_name=f"r{{r}}"):
+        mltrail.log_param("r", r)
+        for i in range({points}):
+            mltrail.log_metric("loss", float(i), step=i, timestamp={BASE_TS} + i)
+print("trained")
+"""
+
+
+def _run_trainer(
+    url: str, experiment: str, runs: int, points: int, spool: Path
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "MLTRAIL_SPOOL_DIR": str(spool),
+        "MLTRAIL_FLUSH_TIMEOUT": "1",
+        "MLTRAIL_CREATE_TIMEOUT": "1",
+        "MLTRAIL_HTTP_TIMEOUT": "30",
+        "MLTRAIL_HTTP_BACKOFF": "0.05",
+        "MLTRAIL_HTTP_BACKOFF_MAX": "0.5",
+    }
+    env.pop("MLTRAIL_STRICT", None)  # as a user runs it
+    return subprocess.run(
+        [sys.executable, "-c", _trainer(url, experiment, runs, points)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,  # a safety net for a hung test, not a measurement
+    )
+
+
+def _sync_until_done(url: str, spool: Path, tries: int = 20) -> str:
+    env = {**os.environ, "MLTRAIL_SPOOL_DIR": str(spool), "MLTRAIL_HTTP_BACKOFF": "0.05"}
+    out = ""
+    for _ in range(tries):  # a bounded loop: a run may need its create to settle first
+        done = subprocess.run(
+            [sys.executable, "-m", "mltrail.cli", "sync", "--uri", url],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        out += done.stdout + done.stderr
+        if done.returncode == 0:
+            return out
+        time.sleep(1.0)
+    raise AssertionError(f"mltrail sync did not finish: {out}")
+
+
+def _check_delivered(
+    mlflow_client_cls: Any, url: str, experiment: str, runs: int, points: int
+) -> None:
+    server = mlflow_client_cls(tracking_uri=url)
+    on_server = server.get_experiment_by_name(experiment)
+    found = server_runs(server, on_server.experiment_id)
+    assert sorted(r.info.run_name for r in found) == [f"r{r}" for r in range(runs)]
+    for run in found:
+        assert run.info.status == "FINISHED"
+        assert run.data.params == {"r": run.info.run_name[1:]}
+        assert history(server, run.info.run_id, "loss") == [
+            (i, BASE_TS + i, float(i)) for i in range(points)
+        ]
+
+
+@pytest.mark.slow
+def test_blackhole_server_exit_message_counts_the_run_and_sync_ships_it(
+    mlflow_server: Any, mlflow_client_cls: Any, tmp_path: Path
+) -> None:
+    experiment = unique("bh-exit")
+    with FaultyProxy(mlflow_server.url) as proxy:
+        proxy.add("/api/", ("hang", 120.0), times=None)
+        trained = _run_trainer(proxy.url, experiment, 1, 200, tmp_path / "spool")
+        assert trained.returncode == 0, trained.stderr
+        assert trained.stdout.strip() == "trained"
+        assert trained.stderr.count("send them with: mltrail sync") == 1, trained.stderr
+        assert "mltrail: 1 run (" in trained.stderr, trained.stderr
+        proxy.rules.clear()
+        proxy.release_hung()
+        _sync_until_done(proxy.url, tmp_path / "spool")
+    _check_delivered(mlflow_client_cls, mlflow_server.url, experiment, 1, 200)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runs", [1, 2])
+def test_runs_in_flight_at_exit_are_counted_and_sync_ships_them_once(
+    mlflow_server: Any, mlflow_client_cls: Any, tmp_path: Path, runs: int
+) -> None:
+    experiment = unique("held-exit")
+    with FaultyProxy(mlflow_server.url) as proxy:
+        proxy.add("runs/log-batch", ("delay", 8.0), times=None)  # answers held 8 s
+        trained = _run_trainer(proxy.url, experiment, runs, 200, tmp_path / "spool")
+        assert trained.returncode == 0, trained.stderr
+        plural = "1 run (" if runs == 1 else f"{runs} runs ("
+        assert f"mltrail: {plural}" in trained.stderr, trained.stderr
+        assert trained.stderr.count("send them with: mltrail sync") == 1
+        proxy.rules.clear()
+        _sync_until_done(proxy.url, tmp_path / "spool")
+    _check_delivered(mlflow_client_cls, mlflow_server.url, experiment, runs, 200)
