@@ -401,3 +401,41 @@ def test_runs_in_flight_at_exit_are_counted_and_sync_ships_them_once(
         proxy.rules.clear()
         _sync_until_done(proxy.url, tmp_path / "spool")
     _check_delivered(mlflow_client_cls, mlflow_server.url, experiment, runs, 200)
+
+
+# finding 9 -------------------------------------------------------------------------
+
+
+def test_a_password_in_the_uri_is_printed_nowhere(
+    mlflow_server: Any,
+    remote: RemoteFactory,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import base64
+
+    from mltrail import cli
+
+    secret = "s3cr3t-pw"
+    expected = "Basic " + base64.b64encode(f"ana:{secret}".encode()).decode()
+    monkeypatch.setenv("MLTRAIL_SPOOL_DIR", str(tmp_path / "spool"))
+    with FaultyProxy(mlflow_server.url, authorization=expected) as proxy:
+        uri = proxy.url.replace("http://", f"http://ana:{secret}@")
+        client = remote(uri)
+        run_id = client.create_run(client.create_experiment(unique("cred"))).info.run_id
+        client.set_terminated(run_id)
+        assert client.store.flush(60)
+        assert cli.main(["runs", "list", "--tracking-uri", uri]) == 0
+        assert cli.main(["experiments", "list", "--tracking-uri", uri]) == 0
+        cli.main(["doctor", uri])
+        printed = capsys.readouterr()
+        assert "ana:***@" in printed.out  # the listing says where, without the password
+        proxy.down = True
+        with pytest.warns(UserWarning) as caught:
+            client.log_metric(run_id, "late", 1.0)
+            assert not client.store.flush(1)
+        summary = client.store.unsent_summary() or ""
+        assert "mltrail sync" in summary
+    shown = printed.out + printed.err + summary + " ".join(str(w.message) for w in caught)
+    assert secret not in shown

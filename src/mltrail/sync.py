@@ -31,6 +31,7 @@ from .exceptions import AuthError, MltrailError
 from .stores.http import HttpSession, RemoteSettings, is_transient, public_url
 from .stores.sender import Shipper
 from .stores.spool import REFUSED, Spool, folder_name, pending, spool_folders
+from .uri import redact_uri
 
 _MAX_PASSES = 5  # a run still being written by a live process is not chased forever
 
@@ -191,7 +192,7 @@ def add_sync_command(subparsers: Any) -> None:
 def cmd_sync(args: argparse.Namespace) -> int:
     uri = args.uri or getattr(args, "tracking_uri", None)  # the global option works too
     if uri is not None and not uri.startswith(("http://", "https://")):
-        print(f"mltrail sync: {uri!r} is not an http(s):// server; nothing to send")
+        print(f"mltrail sync: {redact_uri(uri)!r} is not an http(s):// server; nothing to send")
         return 0
     report = sync(uri, dry_run=args.dry_run)
     if args.dry_run:
