@@ -439,3 +439,99 @@ def test_a_password_in_the_uri_is_printed_nowhere(
         assert "mltrail sync" in summary
     shown = printed.out + printed.err + summary + " ".join(str(w.message) for w in caught)
     assert secret not in shown
+
+
+# finding 8 -------------------------------------------------------------------------
+
+
+def _full_disk_script(url: str, experiment: str) -> str:
+    return f"""
+import os
+import mltrail
+from mltrail.exceptions import MltrailError
+
+SPOOL = os.environ["MLTRAIL_SPOOL_DIR"]
+FILLER = os.path.join(SPOOL, "filler")
+
+def fill():
+    handle = open(FILLER, "wb", buffering=0)
+    try:
+        for _ in range(100_000):  # bounded: the tmpfs is 1 MB
+            handle.write(b"\\0" * 4096)
+    except OSError:
+        pass
+    finally:
+        handle.close()
+
+def log(start, stop):
+    for i in range(start, stop):
+        mltrail.log_metric("loss", float(i), step=i, timestamp={BASE_TS} + i)
+
+mltrail.set_tracking_uri({url!r})
+mltrail.set_experiment({experiment!r})
+mltrail.start_run(run_name="A")
+log(0, 100)
+print("flush-before", mltrail.flush(30))
+log(100, 150)  # pending when the disk fills
+fill()
+print("flush-while-full", mltrail.flush(2))
+failed_at = None
+try:
+    for i in range(150, 290):  # the journal's last page has room for a few lines
+        failed_at = i
+        log(i, i + 1)
+    print("log-while-full: no error")
+except MltrailError as exc:
+    print("log-while-full:", type(exc).__name__, "is-oserror", isinstance(exc, OSError))
+except OSError as exc:
+    print("log-while-full: raw", type(exc).__name__)
+os.remove(FILLER)
+log(failed_at, 300)  # the point that failed is logged again, once
+mltrail.end_run()
+print("flush-after", mltrail.flush(60))
+fill()
+try:
+    mltrail.start_run(run_name="B")
+    print("run-B: started")
+except MltrailError as exc:
+    print("run-B:", type(exc).__name__)
+os.remove(FILLER)
+"""
+
+
+@pytest.mark.slow
+def test_full_spool_is_a_local_error_never_a_refusal_and_nothing_is_lost(
+    mlflow_server: Any, mlflow_client_cls: Any, tmp_path: Path
+) -> None:
+    """A real full disk: a 1 MB tmpfs mounted as the spool in a private mount namespace
+    (`unshare -rm`), filled by the script itself at chosen moments."""
+    if subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode != 0:
+        pytest.skip("SKIPPED LOUDLY: `unshare -rm` (a user+mount namespace) is not allowed here")
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    experiment = unique("full")
+    env = {**os.environ, "MLTRAIL_SPOOL_DIR": str(spool), "MLTRAIL_HTTP_BACKOFF": "0.05"}
+    env["MLTRAIL_HTTP_BACKOFF_MAX"] = "0.5"
+    env.pop("MLTRAIL_STRICT", None)
+    done = subprocess.run(
+        [
+            "unshare", "-rm", "sh", "-c",
+            'mount -t tmpfs -o size=1m tmpfs "$0" && exec "$1" -c "$2"',
+            str(spool), sys.executable, _full_disk_script(mlflow_server.url, experiment),
+        ],
+        env=env, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    out = done.stdout
+    assert done.returncode == 0, done.stderr
+    assert "flush-before True" in out
+    assert "log-while-full: StorageError is-oserror False" in out, out + done.stderr
+    assert "flush-after True" in out, out + done.stderr
+    assert "run-B: StorageError" in out, out
+    assert "refused records" not in done.stderr  # a full disk is not the server's refusal
+
+    server = mlflow_client_cls(tracking_uri=mlflow_server.url)
+    [run] = server_runs(server, server.get_experiment_by_name(experiment).experiment_id)
+    assert run.info.run_name == "A" and run.info.status == "FINISHED"  # no empty run B
+    assert history(server, run.info.run_id, "loss") == [
+        (i, BASE_TS + i, float(i)) for i in range(300)
+    ]

@@ -134,6 +134,10 @@ def _sync_folder(
             echo(f"  FAILED {run_id}: {exc.message}")
             report.failed[run_id] = exc.message
             continue
+        except OSError as exc:
+            echo(f"  stopped, the spool cannot be written: {exc}")
+            report.left.extend(r.name for r, _ in runs[index:])
+            return
         except Exception as exc:  # a damaged spool folder must not stop the others
             echo(f"  FAILED {run_id}: {type(exc).__name__}: {exc}")
             report.failed[run_id] = f"{type(exc).__name__}: {exc}"

@@ -51,6 +51,7 @@ from ..exceptions import (
     NotFoundError,
     ParamConflictError,
     RunStateError,
+    StorageError,
 )
 from . import journal
 from .journal import RunState
@@ -72,6 +73,16 @@ class _OpenRun:
     run_dir: Path
     fd: int
     state: RunState
+    torn: bool = False  # a failed append left part of a line: end it before the next
+
+
+@contextlib.contextmanager
+def _writing(path: Path, what: str = "write") -> Iterator[None]:
+    """Turn an OSError (disk full, read-only folder) into mltrail's StorageError."""
+    try:
+        yield
+    except OSError as exc:
+        raise StorageError.wrap(exc, path, what) from exc
 
 
 def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
@@ -131,6 +142,12 @@ class LocalStore:
         return self._create_experiment(name, artifact_location, tags or {}, None)
 
     def _create_experiment(
+        self, name: str, artifact_location: str | None, tags: dict[str, str], fixed_id: str | None
+    ) -> str:
+        with _writing(self.root, "create an experiment in"):
+            return self._create_experiment_files(name, artifact_location, tags, fixed_id)
+
+    def _create_experiment_files(
         self, name: str, artifact_location: str | None, tags: dict[str, str], fixed_id: str | None
     ) -> str:
         (self.root / "names").mkdir(parents=True, exist_ok=True)
@@ -236,11 +253,32 @@ class LocalStore:
             )
         run_id = run_id or uuid.uuid4().hex
         run_dir = self.root / experiment.experiment_id / run_id
-        run_dir.mkdir()
+        with _writing(run_dir, "create the run folder"):
+            run_dir.mkdir()
+            try:
+                self._create_run_files(
+                    run_dir, experiment.experiment_id, run_id, user_id, start_time, tags, run_name
+                )
+            except OSError:
+                shutil.rmtree(run_dir, ignore_errors=True)  # no half-made run is left
+                raise
+        with self._lock:
+            return self._open[run_id].state.to_run()
+
+    def _create_run_files(
+        self,
+        run_dir: Path,
+        experiment_id: str,
+        run_id: str,
+        user_id: str,
+        start_time: int,
+        tags: Sequence[RunTag],
+        run_name: str,
+    ) -> None:
         (run_dir / "artifacts").mkdir()
         state = RunState(
             run_id=run_id,
-            experiment_id=experiment.experiment_id,
+            experiment_id=experiment_id,
             run_name=run_name,
             user_id=user_id,
             status=RunStatus.RUNNING,
@@ -254,7 +292,6 @@ class LocalStore:
         with self._lock:
             self._open[run_id] = _OpenRun(run_dir, fd, state)
             self._run_dirs[run_id] = run_dir
-        return state.to_run()
 
     def run_dir(self, run_id: str) -> Path:
         """The folder of a run, wherever its experiment is."""
@@ -314,7 +351,19 @@ class LocalStore:
                     f"Run {run_id!r} is deleted; restore it before logging to it", run_id=run_id
                 )
             data = journal.encode(record)
-            journal.write_all(opened.fd, data)
+            with _writing(opened.run_dir / journal.JOURNAL, "append to"):
+                if opened.torn:
+                    # The part of a line a failed append left would swallow this record:
+                    # end it first (readers skip it as a torn fragment).
+                    journal.write_all(opened.fd, b"\n")
+                    opened.torn = False
+                    state.offset = os.fstat(opened.fd).st_size
+                before = state.offset
+                try:
+                    journal.write_all(opened.fd, data)
+                except OSError:
+                    opened.torn = os.fstat(opened.fd).st_size != before
+                    raise
             state.offset += len(data)
             state.apply(record)
             return state

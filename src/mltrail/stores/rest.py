@@ -569,6 +569,13 @@ class RestStore:
             server_exp = self.spool.server_experiment(spool_exp)
         else:
             spool_exp, server_exp = None, experiment_id
+        # The spool must be able to hold the run before the server is asked for one:
+        # a run created there that the spool cannot record would stay empty and RUNNING.
+        self.spool.ensure_folder()
+        if spool_exp is None:
+            assert server_exp is not None
+            spool_exp = self._spool_experiment(server_exp)
+        self.spool.probe(spool_exp)
         answer = None
         in_flight: ForegroundCall[dict[str, Any]] | None = None
         settles_at: float | None = None
@@ -607,10 +614,6 @@ class RestStore:
                 in_flight = None
             else:
                 self._stall(in_flight)
-        if spool_exp is None:
-            assert server_exp is not None
-            spool_exp = self._spool_experiment(server_exp)
-        self.spool.ensure_folder()
         server_run = parse_run(answer["run"]) if answer is not None else None
         spool_id = server_run.info.run_id if server_run is not None else client_id
         run = self.spool.store.create_run(

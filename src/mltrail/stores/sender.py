@@ -34,6 +34,7 @@ from ..exceptions import (
     MltrailError,
     NotFoundError,
     RemoteError,
+    StorageError,
 )
 from . import journal
 from .http import (
@@ -702,6 +703,7 @@ class Sender:
         self._retry_at = 0.0  # monotonic time before which the server is left alone
         self._last_error: str | None = None
         self._warned_down = False
+        self._warned_storage = False
         self.auth_error: AuthError | None = None
         self._stopped = False
         self._thread: threading.Thread | None = None
@@ -885,6 +887,12 @@ class Sender:
                 "credentials are fixed",
                 stacklevel=1,
             )
+        except OSError as exc:
+            # The spool could not be written (disk full, read-only): a local problem,
+            # not a refusal by the server. The run stays queued and is tried again
+            # after a pause; nothing it holds is given up.
+            requeue, keep = True, False
+            self._note_failure(StorageError.wrap(exc, run_dir, "update the spool of run"))
         except Exception as exc:
             if is_transient(exc):
                 requeue, keep = True, False
@@ -920,7 +928,15 @@ class Sender:
             if wanted is not None:
                 delay = max(delay, self.settings.retry_after_delay(wanted))
             self._last_error = exc.message if isinstance(exc, MltrailError) else repr(exc)
-            if not self._warned_down:
+            if isinstance(exc, StorageError):
+                if not self._warned_storage:
+                    self._warned_storage = True
+                    warnings.warn(
+                        f"{self._last_error}. Shipping waits and is tried again; free space "
+                        f"in {self.shipper.spool.folder}",
+                        stacklevel=1,
+                    )
+            elif not self._warned_down:
                 self._warned_down = True
                 warnings.warn(
                     f"mltrail: {self._last_error}. Training goes on; records wait in "

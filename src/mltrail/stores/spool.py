@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from ..exceptions import StorageError
 from . import journal
 from .local import LocalStore
 
@@ -229,11 +230,35 @@ class Spool:
         return spool
 
     def ensure_folder(self) -> None:
-        """Create the folder and record which server it belongs to."""
+        """Create the folder and record which server it belongs to.
+
+        Raises:
+            StorageError: the folder cannot be written.
+        """
         marker = self.folder / SERVER_FILE
         if not marker.exists():
-            self.folder.mkdir(parents=True, exist_ok=True)
-            _write_json_atomic(marker, {"url": self.server_url})
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                _write_json_atomic(marker, {"url": self.server_url})
+            except OSError as exc:
+                raise StorageError.wrap(exc, self.folder, "write the spool folder") from exc
+
+    def probe(self, spool_experiment_id: str) -> None:
+        """Check that a run can be written in the spool experiment, before the server is
+        asked for one: a run the spool cannot hold would stay empty and RUNNING there.
+
+        Raises:
+            StorageError: the spool is full or not writable.
+        """
+        folder = self.folder / spool_experiment_id
+        probe = folder / f".probe.{os.getpid()}.{threading.get_ident()}"
+        try:
+            with open(probe, "wb") as handle:
+                handle.write(b"x" * 512)  # a full disk refuses data, not only new names
+            probe.unlink()
+        except OSError as exc:
+            probe.unlink(missing_ok=True)
+            raise StorageError.wrap(exc, folder, "write a run in the spool folder") from exc
 
     # experiment mapping --------------------------------------------------
 
