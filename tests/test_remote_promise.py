@@ -535,3 +535,53 @@ def test_full_spool_is_a_local_error_never_a_refusal_and_nothing_is_lost(
     assert history(server, run.info.run_id, "loss") == [
         (i, BASE_TS + i, float(i)) for i in range(300)
     ]
+
+
+# finding 10 ------------------------------------------------------------------------
+
+
+def test_a_damaged_summary_is_a_clear_error_and_does_not_hide_other_runs(
+    tracking_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mltrail import cli
+    from mltrail.exceptions import DamagedRunError
+
+    with mltrail.start_run(run_name="healthy"):
+        mltrail.log_metric("m", 1.0)
+    with mltrail.start_run(run_name="damaged") as damaged:
+        mltrail.log_metric("m", 2.0)
+    assert mltrail.flush()  # the summaries are written (in the background) before damage
+    summary = next(tracking_dir.glob(f"*/{damaged.info.run_id}/summary.json"))
+    summary.write_text('{"run_id": "trunc')
+
+    with pytest.warns(UserWarning, match=f"skipped in the listing: Run {damaged.info.run_id}"):
+        assert cli.main(["runs", "list", "--tracking-uri", str(tracking_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "healthy" in out and "No runs" not in out
+    with pytest.raises(DamagedRunError, match=r"summary\.json is damaged"):
+        mltrail.TrackingClient(str(tracking_dir)).get_run(damaged.info.run_id)
+
+
+def test_infinite_metrics_end_to_end_kept_in_the_spool_clamped_by_the_server_with_a_warning(
+    mlflow_server: Any, remote: RemoteFactory, mlflow_client_cls: Any
+) -> None:
+    import math
+
+    client = remote(mlflow_server.url)
+    run_id = client.create_run(client.create_experiment(unique("inf"))).info.run_id
+    with pytest.warns(UserWarning, match="'up' is infinite") as caught:
+        client.log_metric(run_id, "up", math.inf, BASE_TS, 0)
+        client.log_metric(run_id, "up", math.inf, BASE_TS + 1, 1)  # warned once per key
+        client.log_metric(run_id, "down", -math.inf, BASE_TS, 0)
+        client.log_metric(run_id, "nan", math.nan, BASE_TS, 0)
+    assert sum("is infinite" in str(w.message) for w in caught) == 2
+    client.set_terminated(run_id)
+    assert client.store.flush(60)
+
+    spooled = client.store.spool.store.get_metric_history(run_id, "up")
+    assert [p.value for p in spooled] == [math.inf, math.inf]  # kept as logged locally
+    server = mlflow_client_cls(tracking_uri=mlflow_server.url)
+    # What MLflow 3.17 keeps (and what its own client would get back too):
+    assert [v for _, _, v in history(server, run_id, "up")] == [1.7976931348623157e308] * 2
+    assert [v for _, _, v in history(server, run_id, "down")] == [-1.7976931348623157e308]
+    assert math.isnan(server.get_metric_history(run_id, "nan")[0].value)

@@ -110,6 +110,20 @@ class StorageError(MltrailError):
         return cls(f"mltrail could not {what} {path}: {reason}", path=str(path))
 
 
+class DamagedRunError(MltrailError):
+    """A run's files on disk cannot be read (a damaged or hand-edited summary.json).
+
+    Attributes:
+        path: the file that could not be read.
+    """
+
+    error_code = "DATA_LOSS"
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class UnsupportedUriError(InvalidParameterError):
     """A tracking URI whose scheme no installed store handles."""
 

@@ -28,6 +28,7 @@ from ..entities import (
     RunInfo,
     RunInputs,
 )
+from ..exceptions import DamagedRunError
 
 JOURNAL = "journal.jsonl"
 SUMMARY = "summary.json"
@@ -166,8 +167,22 @@ def read_records(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
 
 
 def load_state(run_dir: Path) -> RunState:
-    """The run's state: its summary plus whatever the journal holds after it."""
-    state = RunState.from_json((run_dir / SUMMARY).read_text())
+    """The run's state: its summary plus whatever the journal holds after it.
+
+    Raises:
+        FileNotFoundError: no summary (a run folder still being created).
+        DamagedRunError: the summary cannot be read as a run's state.
+    """
+    path = run_dir / SUMMARY
+    text = path.read_text()
+    try:
+        state = RunState.from_json(text)
+    except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        raise DamagedRunError(
+            f"Run {run_dir.name}: {path} is damaged and cannot be read ({exc}); the run's "
+            f"records are in {run_dir / JOURNAL}",
+            path=str(path),
+        ) from exc
     try:
         size = os.stat(run_dir / JOURNAL).st_size
     except FileNotFoundError:

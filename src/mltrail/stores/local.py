@@ -47,6 +47,7 @@ from ..entities import (
 )
 from ..exceptions import (
     AlreadyExistsError,
+    DamagedRunError,
     InvalidParameterError,
     NotFoundError,
     ParamConflictError,
@@ -457,8 +458,12 @@ class LocalStore:
                     continue
                 try:
                     state = self._state_for_listing(entry.name, Path(entry.path))
-                except (FileNotFoundError, ValueError):
+                except FileNotFoundError:
                     continue  # a run folder whose creation is still under way
+                except DamagedRunError as exc:
+                    # One damaged run must not hide the others (nor read as "No runs").
+                    warnings.warn(f"mltrail: skipped in the listing: {exc.message}", stacklevel=2)
+                    continue
                 if not LifecycleStage.matches_view_type(run_view_type, state.lifecycle_stage):
                     continue
                 run = state.to_run()

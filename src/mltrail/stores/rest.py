@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import math
 import os
 import sys
 import threading
@@ -184,6 +185,7 @@ class RestStore:
         self._last_flush: tuple[float, bool] | None = None
         self._exit_reported = False
         self._stalled = 0  # foreground requests past their budget, still unanswered
+        self._warned_inf: set[str] = set()
         self._start_sender()
         _stores.add(self)
         atexit.register(_report_at_exit, weakref.ref(self))
@@ -775,6 +777,27 @@ class RestStore:
         ref = self._refs.get(run_id) or self._ref(run_id)
         self.spool.store.log_batch(ref.spool_id, metrics, params, tags)
         self.sender.notify(ref.spool_id, ref.run_dir)
+        for metric in metrics:
+            if math.isinf(metric.value) and metric.key not in self._warned_inf:
+                self._warn_inf(metric.key)
+
+    def _warn_inf(self, key: str) -> None:
+        """Say once per key that the server will not keep an infinite value as such.
+
+        An MLflow 3.17 server stores +-inf as +-1.7976931348623157e308 (the largest
+        float) and answers that, whatever the client sends ("Infinity" in the JSON, as
+        MLflow's own client does). The spool keeps inf; the server's copy cannot.
+        """
+        with self._lock:
+            if key in self._warned_inf:
+                return
+            self._warned_inf.add(key)
+        warnings.warn(
+            f"mltrail: metric {key!r} is infinite; MLflow tracking servers store +-inf as "
+            "+-1.7976931348623157e+308 (the largest float), so that is what the server "
+            "will show",
+            stacklevel=4,
+        )
 
     def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput]) -> None:
         ref = self._ref(run_id)
