@@ -575,13 +575,76 @@ def test_infinite_metrics_end_to_end_kept_in_the_spool_clamped_by_the_server_wit
         client.log_metric(run_id, "down", -math.inf, BASE_TS, 0)
         client.log_metric(run_id, "nan", math.nan, BASE_TS, 0)
     assert sum("is infinite" in str(w.message) for w in caught) == 2
-    client.set_terminated(run_id)
-    assert client.store.flush(60)
-
     spooled = client.store.spool.store.get_metric_history(run_id, "up")
     assert [p.value for p in spooled] == [math.inf, math.inf]  # kept as logged locally
+    client.set_terminated(run_id)
+    assert client.store.flush(60)
+    assert client.store.spool.store.get_run(run_id).data.metrics["down"] == -math.inf
     server = mlflow_client_cls(tracking_uri=mlflow_server.url)
     # What MLflow 3.17 keeps (and what its own client would get back too):
     assert [v for _, _, v in history(server, run_id, "up")] == [1.7976931348623157e308] * 2
     assert [v for _, _, v in history(server, run_id, "down")] == [-1.7976931348623157e308]
     assert math.isnan(server.get_metric_history(run_id, "nan")[0].value)
+
+
+def test_delivered_journals_are_pruned_to_a_receipt_and_sync_stays_idempotent(
+    mlflow_server: Any,
+    remote: RemoteFactory,
+    mlflow_client_cls: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    from mltrail import cli
+    from mltrail.stores.spool import ShipState
+
+    monkeypatch.setenv("MLTRAIL_SPOOL_DIR", str(tmp_path / "spool"))
+    with FaultyProxy(mlflow_server.url) as proxy:
+        # online: pruned by the process's own sender once delivered
+        client = remote(proxy.url, timeout=2.0)
+        experiment_id = client.create_experiment(unique("prune"))
+        online = client.create_run(experiment_id, run_name="online").info.run_id
+        for i in range(1000):
+            client.log_metric(online, "loss", float(i), BASE_TS + i, i)
+        client.set_terminated(online)
+        assert client.store.flush(60)
+        run_dir = client.store.spool.store.run_dir(online)
+        assert not (run_dir / "journal.jsonl").exists()
+        receipt = ShipState.load(run_dir)
+        assert receipt.server_run_id == online and receipt.pruned["bytes"] > 30_000
+        assert sum(f.stat().st_size for f in run_dir.rglob("*") if f.is_file()) < 8_000
+
+        # offline: shipped and pruned by `mltrail sync`, which says so
+        proxy.down = True
+        with pytest.warns(UserWarning):
+            offline = client.create_run(experiment_id, run_name="offline").info.run_id
+            for i in range(300):
+                client.log_metric(offline, "loss", float(i), BASE_TS + i, i)
+            client.set_terminated(offline)
+        client.store.close()  # this process is gone; `mltrail sync` takes over
+        proxy.down = False
+        # The dropped create may have landed: sync waits for it to settle (the client's
+        # 2 s read timeout) before creating the run, so it may need a few tries.
+        for _ in range(20):  # bounded
+            if cli.main(["sync", "--uri", proxy.url]) == 0:
+                break
+            time.sleep(0.5)
+        out = capsys.readouterr().out
+        assert f"shipped {offline}" in out and "journal pruned (" in out
+        proxy.reset_counts()
+        assert cli.main(["sync", "--uri", proxy.url]) == 0  # run again: nothing moves
+        assert "nothing to send" in capsys.readouterr().out
+        assert proxy.count("runs/") == 0
+
+        # a new process still resolves both local ids through the receipts
+        later = remote(proxy.url)
+        assert later.get_run(online).info.run_name == "online"
+        assert later.get_run(offline).info.run_name == "offline"
+
+    server = mlflow_client_cls(tracking_uri=mlflow_server.url)
+    runs = {r.info.run_name: r for r in server_runs(server, experiment_id)}
+    assert set(runs) == {"online", "offline"}
+    for name, count in (("online", 1000), ("offline", 300)):
+        assert history(server, runs[name].info.run_id, "loss") == [
+            (i, BASE_TS + i, float(i)) for i in range(count)
+        ]

@@ -30,7 +30,16 @@ from typing import Any
 from .exceptions import AuthError, MltrailError
 from .stores.http import HttpSession, RemoteSettings, is_transient, public_url
 from .stores.sender import Shipper
-from .stores.spool import REFUSED, Spool, folder_name, pending, spool_folders
+from .stores.spool import (
+    REFUSED,
+    RunLock,
+    ShipState,
+    Spool,
+    folder_name,
+    pending,
+    prune_delivered,
+    spool_folders,
+)
 from .uri import redact_uri
 
 _MAX_PASSES = 5  # a run still being written by a live process is not chased forever
@@ -45,6 +54,8 @@ class SyncReport:
     left: list[str] = field(default_factory=list)
     # run -> records the server refused in this call, set aside in the run's refused.jsonl
     refused: dict[str, list[str]] = field(default_factory=dict)
+    # run -> journal bytes removed after confirmed delivery (a receipt stays)
+    pruned: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -86,6 +97,8 @@ def sync(
     for folder, server_uri in _folders(uri, settings.spool_dir):
         spool = Spool.open_folder(folder)
         runs = list(spool.pending_runs())
+        if not dry_run:
+            _prune_folder(spool, report, echo)
         if not runs:
             continue
         found_any = True
@@ -97,13 +110,40 @@ def sync(
                 report.left.append(run_dir.name)
             continue
         http = HttpSession(server_uri, settings)
+        shipper = Shipper(http, spool, retries=settings.retries, may_prune=lambda _: True)
         try:
-            _sync_folder(Shipper(http, spool, retries=settings.retries), runs, report, echo)
+            _sync_folder(shipper, runs, report, echo)
         finally:
             http.close()
     if not found_any:
         echo("mltrail sync: nothing to send" + (f" to {public_url(uri)}" if uri else ""))
     return report
+
+
+def _prune_folder(spool: Spool, report: SyncReport, echo: Callable[[str], Any]) -> None:
+    """Remove the journals of runs already delivered (by any process), keeping receipts."""
+    freed = 0
+    for run_dir in spool.run_dirs():
+        lock = RunLock(run_dir)
+        if not lock.acquire():
+            continue  # being shipped right now
+        try:
+            state = ShipState.load(run_dir)
+            if pending(run_dir, state):
+                continue
+            size = prune_delivered(run_dir, state)
+        except (OSError, MltrailError, ValueError, TypeError):
+            continue  # a damaged run folder is reported by the shipping pass, not here
+        finally:
+            lock.release()
+        if size:
+            report.pruned[run_dir.name] = size
+            freed += size
+    if report.pruned:
+        echo(
+            f"{spool.server_url}: pruned the journals of {len(report.pruned)} delivered "
+            f"run(s), {freed:,} bytes freed; their receipts stay in {spool.folder}"
+        )
 
 
 def _sync_folder(
@@ -161,11 +201,14 @@ def _sync_folder(
         else:
             target = result.server_run_id
             alias = "" if target == run_id else f" (server run id {target})"
+            pruned = f", journal pruned ({result.pruned:,} bytes)" if result.pruned else ""
             echo(
                 f"  shipped {run_id}{alias}: {result.records} records, "
-                f"{result.artifacts} artifact files, {result.requests} requests"
+                f"{result.artifacts} artifact files, {result.requests} requests{pruned}"
             )
             report.shipped.append(run_id)
+            if result.pruned:
+                report.pruned[run_id] = result.pruned
 
 
 def pending_count(uri: str, settings: RemoteSettings | None = None) -> tuple[int, Path]:

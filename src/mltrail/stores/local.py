@@ -294,6 +294,10 @@ class LocalStore:
             self._open[run_id] = _OpenRun(run_dir, fd, state)
             self._run_dirs[run_id] = run_dir
 
+    def is_open(self, run_id: str) -> bool:
+        """Whether this process still writes to the run (it has not ended here)."""
+        return run_id in self._open
+
     def run_dir(self, run_id: str) -> Path:
         """The folder of a run, wherever its experiment is."""
         found = self._run_dirs.get(run_id)

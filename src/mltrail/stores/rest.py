@@ -196,6 +196,7 @@ class RestStore:
             self.spool,
             retries=min(1, self.settings.retries),
             on_created=self._on_created,
+            may_prune=self._may_prune,
         )
         self.sender = Sender(shipper, self.settings)
 
@@ -214,6 +215,12 @@ class RestStore:
                 ref.server_id = server_id
                 ref.artifact_uri = artifact_uri
                 self._refs[server_id] = ref
+
+    def _may_prune(self, spool_id: str) -> bool:
+        """A delivered run's journal may go once this process no longer writes to it and
+        its final summary is on disk (written in the background when the run ended)."""
+        store = self.spool.store
+        return not store.is_open(spool_id) and store.flush(5.0)
 
     def _known(self, run_id: str) -> _RunRef | None:
         """The run's reference if the spool has it (without asking the server)."""

@@ -53,6 +53,7 @@ from .spool import (
     Spool,
     append_line,
     pending_artifacts,
+    prune_delivered,
     unsent_bytes,
 )
 
@@ -152,6 +153,7 @@ class ShipResult:
     complete: bool = False
     busy: bool = False  # another process holds the run's lock
     refused: list[str] = field(default_factory=list)  # why records were set aside
+    pruned: int = 0  # journal bytes removed once the run was delivered
 
 
 class Shipper:
@@ -163,6 +165,8 @@ class Shipper:
         retries: retries of each request on a transient failure.
         on_created: called with (spool run id, server run id, artifact uri) when a
             run gets its server id, so a store can resolve the local id from then on.
+        may_prune: called with a delivered run's spool id; True lets its journal be
+            removed (`spool.prune_delivered`). None: journals are kept.
     """
 
     def __init__(
@@ -172,11 +176,13 @@ class Shipper:
         *,
         retries: int | None = None,
         on_created: Callable[[str, str, str | None], None] | None = None,
+        may_prune: Callable[[str], bool] | None = None,
     ) -> None:
         self.http = http
         self.spool = spool
         self.retries = retries
         self.on_created = on_created
+        self.may_prune = may_prune
         self.progress = 0  # requests the server accepted: lets a waiting reader see movement
         self._progress_lock = threading.Lock()  # uploads run on several threads
         self._inputs_lock = threading.Lock()
@@ -223,6 +229,12 @@ class Shipper:
             result.complete = not unsent_bytes(run_dir, state.offset) and not pending_artifacts(
                 run_dir
             )
+            if (
+                result.complete
+                and self.may_prune is not None
+                and self.may_prune(state.client_run_id)
+            ):
+                result.pruned = prune_delivered(run_dir, state)
             return result
         finally:
             lock.release()

@@ -24,12 +24,14 @@ import json
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from ..entities import RunStatus
 from ..exceptions import StorageError
 from . import journal
 from .local import LocalStore
@@ -96,6 +98,8 @@ class ShipState:
         artifact_uri: the run's artifact URI on the server.
         uploaded: artifact files uploaded so far.
         error: the last permanent refusal by the server, for `mltrail sync` to report.
+        pruned: once the run was delivered and its journal removed, how many bytes that
+            freed and when (ms): the rest of the folder is the run's receipt.
     """
 
     client_run_id: str
@@ -108,6 +112,7 @@ class ShipState:
     artifact_uri: str | None = None
     uploaded: int = 0
     error: str | None = None
+    pruned: dict[str, int] | None = None
 
     @classmethod
     def load(cls, run_dir: Path) -> ShipState:
@@ -178,6 +183,53 @@ def pending(run_dir: Path, state: ShipState | None = None) -> Pending:
         artifacts=len(pending_artifacts(run_dir)),
         created=state.server_run_id is not None,
     )
+
+
+PRUNING = ".journal.pruning"  # a journal being removed after delivery
+
+
+def prune_delivered(run_dir: Path, state: ShipState) -> int:
+    """Remove a delivered run's journal, keeping a receipt; return the bytes freed.
+
+    Only a run that ended, whose every record and artifact the server confirmed, is
+    pruned (0 is returned otherwise). What stays is the receipt: `summary.json` (the
+    run's final state, so the spool can still list it and read it offline, all but
+    metric histories) and `ship.json` (its server id, so the local id keeps resolving
+    and `mltrail sync` knows there is nothing to send). The caller holds the run's
+    ship lock and makes sure no process of its own still writes to the run.
+
+    The journal is renamed away first, then the summary is rewritten as the whole
+    state at offset 0, then the ship state's offset set to 0, then the renamed file
+    removed. A crash at any step leaves a run that reads complete and ships nothing
+    twice; a later call finishes the job.
+    """
+    journal_path = run_dir / journal.JOURNAL
+    leftover = run_dir / PRUNING
+    if state.server_run_id is None:
+        return 0
+    try:
+        size = os.stat(journal_path).st_size
+    except FileNotFoundError:
+        size = 0
+    if size == 0 and not leftover.exists():
+        return 0
+    if size and (unsent_bytes(run_dir, state.offset) or state.offset != size):
+        return 0
+    if pending_artifacts(run_dir):
+        return 0
+    run_state = journal.load_state(run_dir)
+    if not RunStatus.is_terminated(run_state.status):
+        return 0
+    if size:
+        os.replace(journal_path, leftover)
+    run_state.offset = 0
+    journal.write_summary(run_dir, run_state)
+    state.offset = 0
+    freed = size or (leftover.stat().st_size if leftover.exists() else 0)
+    state.pruned = {"bytes": freed, "at": int(time.time() * 1000)}
+    state.save(run_dir)
+    leftover.unlink(missing_ok=True)
+    return freed
 
 
 class RunLock:
