@@ -648,3 +648,51 @@ def test_delivered_journals_are_pruned_to_a_receipt_and_sync_stays_idempotent(
         assert history(server, runs[name].info.run_id, "loss") == [
             (i, BASE_TS + i, float(i)) for i in range(count)
         ]
+
+
+# findings 4 and 5 together: many processes at once -------------------------------------
+
+
+def _worker(url: str, experiment: str, worker: int, runs: int, points: int) -> str:
+    return f"""
+import mltrail
+mltrail.set_tracking_uri({url!r})
+mltrail.set_experiment({experiment!r})
+for r in range({runs}):
+    with mltrail.start_run(run_name="w{worker}-r" + str(r)):
+        for i in range({points}):
+            mltrail.log_metric("loss", float(i), step=i, timestamp={BASE_TS} + i)
+"""
+
+
+@pytest.mark.slow
+def test_eight_processes_sharing_a_spool_and_a_new_experiment_make_each_run_once(
+    mlflow_server: Any, mlflow_client_cls: Any, tmp_path: Path
+) -> None:
+    experiment, workers, runs, points = unique("crowd"), 8, 3, 40
+    env = {**os.environ, "MLTRAIL_SPOOL_DIR": str(tmp_path / "spool")}
+    env["MLTRAIL_FLUSH_TIMEOUT"] = "60"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _worker(mlflow_server.url, experiment, w, runs, points)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(workers)
+    ]
+    errors = []
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        if proc.returncode != 0:
+            errors.append(err)
+    assert errors == []  # no process died on a half-created experiment
+
+    server = mlflow_client_cls(tracking_uri=mlflow_server.url)
+    found = server_runs(server, server.get_experiment_by_name(experiment).experiment_id)
+    names = sorted(r.info.run_name for r in found)
+    assert names == sorted(f"w{w}-r{r}" for w in range(workers) for r in range(runs))
+    for run in found:
+        assert run.info.status == "FINISHED"
+        assert len(server.get_metric_history(run.info.run_id, "loss")) == points
