@@ -27,8 +27,8 @@ Tuning, all optional (seconds unless said otherwise):
   experiment lookups); the background sender retries for as long as the process lives;
 - ``MLTRAIL_HTTP_BACKOFF`` (0.5): first backoff delay, doubled at each retry;
 - ``MLTRAIL_HTTP_BACKOFF_MAX`` (30): the longest backoff delay;
-- ``MLTRAIL_CREATE_TIMEOUT`` (2): how long `create_run` waits for the server before
-  giving the run a local id and carrying on offline;
+- ``MLTRAIL_CREATE_TIMEOUT`` (2): how long `set_experiment` and `create_run` wait for
+  the server before carrying on offline with local ids (the request goes on);
 - ``MLTRAIL_SEND_INTERVAL`` (0.1): how long the sender lets records gather before a
   request, so a tight logging loop ships in few large batches;
 - ``MLTRAIL_END_RUN_TIMEOUT`` (0): how long ending a run waits for its records to
