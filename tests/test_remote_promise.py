@@ -470,6 +470,7 @@ def log(start, stop):
 mltrail.set_tracking_uri({url!r})
 mltrail.set_experiment({experiment!r})
 mltrail.start_run(run_name="A")
+mltrail.log_param("r", 0)
 log(0, 100)
 print("flush-before", mltrail.flush(30))
 log(100, 150)  # pending when the disk fills
@@ -532,6 +533,7 @@ def test_full_spool_is_a_local_error_never_a_refusal_and_nothing_is_lost(
     server = mlflow_client_cls(tracking_uri=mlflow_server.url)
     [run] = server_runs(server, server.get_experiment_by_name(experiment).experiment_id)
     assert run.info.run_name == "A" and run.info.status == "FINISHED"  # no empty run B
+    assert run.data.params == {"r": "0"}
     assert history(server, run.info.run_id, "loss") == [
         (i, BASE_TS + i, float(i)) for i in range(300)
     ]
