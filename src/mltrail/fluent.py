@@ -8,7 +8,6 @@ status that says why (FINISHED, FAILED after an uncaught exception, KILLED).
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import contextvars
 import copy
@@ -22,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from . import runtime
 from .client import TrackingClient
 from .entities import (
     Dataset,
@@ -632,7 +632,7 @@ def _install_exit_hooks() -> None:
     if _process.hooks_installed:
         return
     _process.hooks_installed = True
-    atexit.register(_at_exit)
+    runtime.at_exit(runtime.END_RUNS, _at_exit)
     previous_hook = sys.excepthook
 
     def excepthook(

@@ -33,8 +33,8 @@ id into the server's.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
+import functools
 import math
 import os
 import sys
@@ -48,6 +48,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .. import runtime
 from ..entities import (
     Dataset,
     DatasetInput,
@@ -188,7 +189,7 @@ class RestStore:
         self._warned_inf: set[str] = set()
         self._start_sender()
         _stores.add(self)
-        atexit.register(_report_at_exit, weakref.ref(self))
+        runtime.at_exit(runtime.REPORT, functools.partial(_report_at_exit, weakref.ref(self)))
 
     def _start_sender(self) -> None:
         shipper = Shipper(
@@ -1086,16 +1087,12 @@ def _plural(count: int, noun: str) -> str:
 
 
 def _report_at_exit(store_ref: weakref.ReferenceType[RestStore]) -> None:
+    """The store's step of the exit path (`mltrail.runtime`): the open runs are ended
+    by then, so their final status is among what is flushed and reported."""
     store = store_ref()
     if store is None:
         return
     try:
-        from .. import fluent
-
-        if fluent._process.open_runs:
-            # Registered after the store: fluent's exit hook has not run yet. End the
-            # runs first so their final status is among what is shipped.
-            fluent._at_exit()
         store._report_unsent()
     except Exception as exc:  # never turn a clean exit into a traceback
         print(f"mltrail: could not report unsent records: {exc}", file=sys.stderr)
