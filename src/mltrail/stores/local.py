@@ -55,7 +55,7 @@ from ..exceptions import (
     StorageError,
 )
 from . import journal
-from .journal import RunState
+from .journal import Kind, RunState
 
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
@@ -86,10 +86,7 @@ def _writing(path: Path, what: str = "write") -> Iterator[None]:
         raise StorageError.wrap(exc, path, what) from exc
 
 
-def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(payload))
-    os.replace(tmp, path)
+_write_json_atomic = journal.write_json_atomic
 
 
 def _publish_exclusive(path: Path, content: bytes) -> bool:
@@ -380,7 +377,7 @@ class LocalStore:
     def update_run_info(
         self, run_id: str, status: str, end_time: int | None, run_name: str | None = None
     ) -> RunInfo:
-        record: dict[str, Any] = {"k": "u", "status": status, "end_time": end_time}
+        record: dict[str, Any] = {"k": Kind.UPDATE.value, "status": status, "end_time": end_time}
         if run_name:
             record["run_name"] = run_name
         with self._lock:
@@ -397,7 +394,7 @@ class LocalStore:
 
     def set_lifecycle(self, run_id: str, deleted: bool) -> None:
         stage = LifecycleStage.DELETED if deleted else LifecycleStage.ACTIVE
-        self._append(run_id, {"k": "lc", "stage": stage}, check_active=False)
+        self._append(run_id, {"k": Kind.LIFECYCLE.value, "stage": stage}, check_active=False)
 
     def log_batch(
         self,
@@ -427,13 +424,15 @@ class LocalStore:
 
     def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput]) -> None:
         if datasets:
-            self._append(run_id, {"k": "in", "d": [journal.encode_input(d) for d in datasets]})
+            self._append(
+                run_id, {"k": Kind.INPUTS.value, "d": [journal.encode_input(d) for d in datasets]}
+            )
 
     def delete_tag(self, run_id: str, key: str) -> None:
         with self._lock:
             if key not in self._state(run_id).tags:
                 raise NotFoundError(f"Run {run_id} has no tag {key!r}", resource_id=key)
-            self._append(run_id, {"k": "dt", "key": key})
+            self._append(run_id, {"k": Kind.DELETE_TAG.value, "key": key})
 
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         return journal.metric_history(self.run_dir(run_id), key)

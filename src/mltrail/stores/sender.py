@@ -45,6 +45,7 @@ from .http import (
     request_sent,
     retry_after,
 )
+from .journal import Kind
 from .spool import (
     CLIENT_RUN_ID_TAG,
     REFUSED,
@@ -64,35 +65,13 @@ MAX_ENTITIES = 1000
 MAX_BYTES = 900_000  # the server takes 1 MB a request; the estimate below leaves a margin
 UPLOAD_THREADS = 4  # artifact files of one run sent side by side
 SHIP_THREADS = 2  # runs shipped side by side (a search's child runs end together)
-_READ_CHUNK = 4 << 20
 
 
 def read_journal(path: Path, offset: int) -> Iterator[tuple[dict[str, Any], int]]:
-    """Complete records after `offset`, each with the offset just past it."""
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed in the finally below
-    except FileNotFoundError:
-        return
-    try:
-        handle.seek(offset)
-        carry = b""
-        while chunk := handle.read(_READ_CHUNK):
-            data = carry + chunk
-            start = 0
-            while (newline := data.find(b"\n", start)) >= 0:
-                line = data[start:newline]
-                start = newline + 1
-                end = offset + start
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue  # a torn fragment that a later append terminated
-                if isinstance(record, dict):
-                    yield record, end
-            offset += start
-            carry = data[start:]
-    finally:
-        handle.close()
+    """Complete, readable records after `offset`, each with the offset just past it."""
+    for record, end in journal.iter_lines(path, offset):
+        if record is not None:
+            yield record, end
 
 
 def _size(value: str) -> int:
@@ -389,13 +368,13 @@ class Shipper:
                 self._send_entities(run_dir, run_id, batch.entities(), result)
                 batch = _Batch()
             for record in datasets:
-                self._send_record("in", record, run_dir, run_id, result)
+                self._send_record(Kind.INPUTS, record, run_dir, run_id, result)
             datasets.clear()
             commit(done)
 
         for record, end in read_journal(run_dir / journal.JOURNAL, state.offset):
             kind = record.get("k")
-            if kind == "b":
+            if kind == Kind.BATCH:
                 for key, value, timestamp, step in record.get("m", ()):
                     if len(batch.metrics) >= MAX_METRICS or not batch.room(len(key) + 80):
                         send()
@@ -421,7 +400,7 @@ class Shipper:
                         send()
                     batch.tags[key] = value  # a later value of the same key wins, as it would
                     batch.bytes += extra
-            elif kind == "in":
+            elif kind == Kind.INPUTS:
                 datasets.append(record)
             else:
                 send()
@@ -458,7 +437,7 @@ class Shipper:
             self._send_entities(run_dir, run_id, entities[:half], result)
             self._send_entities(run_dir, run_id, entities[half:], result)
             return
-        record = {"k": "b", "log-batch": _payload(run_id, entities)}
+        record = {"k": Kind.BATCH.value, "log-batch": _payload(run_id, entities)}
         self._set_aside(run_dir, run_id, record, len(entities), refusal, result)
 
     def _run_is_deleted(self, run_id: str, result: ShipResult) -> bool:
@@ -510,14 +489,14 @@ class Shipper:
         )
 
     def _ship_other(self, kind: Any, record: dict[str, Any], run_id: str) -> None:
-        if kind == "u":
+        if kind == Kind.UPDATE:
             payload: dict[str, Any] = {"run_id": run_id, "status": record["status"]}
             if record.get("end_time") is not None:
                 payload["end_time"] = record["end_time"]
             if record.get("run_name"):
                 payload["run_name"] = record["run_name"]
             self._call("POST", "runs/update", payload, retries=self.retries)
-        elif kind == "dt":
+        elif kind == Kind.DELETE_TAG:
             # NotFound: deleted already, by this record sent before an interruption.
             with contextlib.suppress(NotFoundError):
                 self._call(
@@ -526,10 +505,10 @@ class Shipper:
                     {"run_id": run_id, "key": record["key"]},
                     retries=self.retries,
                 )
-        elif kind == "lc":
+        elif kind == Kind.LIFECYCLE:
             endpoint = "runs/delete" if record["stage"] == "deleted" else "runs/restore"
             self._call("POST", endpoint, {"run_id": run_id}, retries=self.retries)
-        elif kind == "in":
+        elif kind == Kind.INPUTS:
             datasets = []
             for item in record["d"]:
                 dataset = {k: v for k, v in item["dataset"].items() if v not in ("", None)}
@@ -602,7 +581,7 @@ def _now_ms() -> int:
 def _describe(record: dict[str, Any]) -> str:
     """A short name for a set-aside record, for a warning or sync's report."""
     kind = record.get("k")
-    if kind == "b":
+    if kind == Kind.BATCH:
         payload = record.get("log-batch", {})
         keys = [
             e.get("key", "")
@@ -611,13 +590,13 @@ def _describe(record: dict[str, Any]) -> str:
         ]
         shown = ", ".join(repr(k[:60]) for k in keys[:3]) + (", ..." if len(keys) > 3 else "")
         return f"log-batch of {shown}"
-    if kind == "u":
+    if kind == Kind.UPDATE:
         return f"status {record.get('status')}"
-    if kind == "lc":
+    if kind == Kind.LIFECYCLE:
         return f"lifecycle {record.get('stage')}"
-    if kind == "dt":
+    if kind == Kind.DELETE_TAG:
         return f"delete tag {record.get('key')!r}"
-    if kind == "in":
+    if kind == Kind.INPUTS:
         return "dataset inputs"
     return f"record {kind!r}"
 

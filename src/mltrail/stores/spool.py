@@ -58,10 +58,7 @@ def folder_name(server_url: str) -> str:
     return re.sub(r"[^\w.-]+", "_", raw).strip("_")
 
 
-def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(payload))
-    os.replace(tmp, path)
+_write_json_atomic = journal.write_json_atomic
 
 
 def append_line(path: Path, data: bytes) -> None:
