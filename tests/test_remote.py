@@ -26,11 +26,11 @@ from remote_helpers import RemoteFactory, history, server_runs, unique
 
 import mltrail
 from mltrail import cli
-from mltrail.doctor import doctor
 from mltrail.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mltrail.exceptions import AuthError, RemoteError
-from mltrail.stores import rest
-from mltrail.stores.spool import CLIENT_RUN_ID_TAG
+from mltrail.stores.remote import store as rest
+from mltrail.stores.remote.doctor import doctor
+from mltrail.stores.remote.spool import CLIENT_RUN_ID_TAG
 
 BASE_TS = 1_700_000_000_000
 

@@ -598,7 +598,7 @@ def test_delivered_journals_are_pruned_to_a_receipt_and_sync_stays_idempotent(
     tmp_path: Path,
 ) -> None:
     from mltrail import cli
-    from mltrail.stores.spool import ShipState
+    from mltrail.stores.remote.spool import ShipState
 
     monkeypatch.setenv("MLTRAIL_SPOOL_DIR", str(tmp_path / "spool"))
     with FaultyProxy(mlflow_server.url) as proxy:

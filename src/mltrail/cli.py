@@ -21,11 +21,11 @@ from typing import Any
 
 from . import __version__
 from .client import TrackingClient
-from .doctor import add_doctor_command
 from .entities import Experiment, FileInfo, Run, RunStatus, ViewType
 from .exceptions import InvalidParameterError, MltrailError, NotFoundError
 from .model_commands import add_models_commands
-from .sync import add_sync_command
+from .stores.remote.doctor import add_doctor_command
+from .stores.remote.sync import add_sync_command
 from .uri import redact_uri
 
 PARENT_TAG = "mlflow.parentRunId"

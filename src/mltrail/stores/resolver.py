@@ -39,7 +39,7 @@ def _build(uri: str) -> Store:
         return LocalStore(path)
     scheme = urlparse(uri).scheme
     if scheme in ("http", "https"):
-        from .rest import RestStore
+        from .remote.store import RestStore
 
         return RestStore(uri)
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..exceptions import (
+from ...exceptions import (
     AlreadyExistsError,
     AuthError,
     MltrailError,
@@ -36,7 +36,8 @@ from ..exceptions import (
     RemoteError,
     StorageError,
 )
-from . import journal
+from .. import journal
+from ..journal import Kind
 from .http import (
     HttpSession,
     RemoteSettings,
@@ -45,7 +46,6 @@ from .http import (
     request_sent,
     retry_after,
 )
-from .journal import Kind
 from .spool import (
     CLIENT_RUN_ID_TAG,
     REFUSED,

@@ -1,7 +1,7 @@
 """`mltrail sync`: ship what earlier processes left in the spool.
 
 A process logging to a tracking server keeps every record in the spool until
-the server has it (see `mltrail.stores.rest`). When the server was down, or the
+the server has it (see `mltrail.stores.remote.store`). When the server was down, or the
 process was killed, the rest waits there; this command sends it:
 
     mltrail sync                      # every server with pending runs
@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .exceptions import AuthError, MltrailError
-from .stores.http import HttpSession, RemoteSettings, is_transient, public_url
-from .stores.sender import Shipper
-from .stores.spool import (
+from ...exceptions import AuthError, MltrailError
+from ...uri import redact_uri
+from .http import HttpSession, RemoteSettings, is_transient, public_url
+from .sender import Shipper
+from .spool import (
     REFUSED,
     RunLock,
     ShipState,
@@ -40,7 +41,6 @@ from .stores.spool import (
     prune_delivered,
     spool_folders,
 )
-from .uri import redact_uri
 
 _MAX_PASSES = 5  # a run still being written by a live process is not chased forever
 
@@ -254,7 +254,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m mltrail.sync`, the same as `mltrail sync`."""
+    """`python -m mltrail.stores.remote.sync`, the same as `mltrail sync`."""
     parser = argparse.ArgumentParser(prog="mltrail")
     add_sync_command(parser.add_subparsers())
     args = parser.parse_args(["sync", *(argv or [])] if argv is not None else None)

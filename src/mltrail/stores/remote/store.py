@@ -1,8 +1,8 @@
 """The remote store: any MLflow tracking server by its http(s):// address.
 
 Writes never wait on the network. Each logging call lands first in the spool
-(`mltrail.stores.spool`: a local journal store, each record on disk before the
-call returns); a daemon thread (`mltrail.stores.sender`) ships the records in
+(`mltrail.stores.remote.spool`: a local journal store, each record on disk before the
+call returns); a daemon thread (`mltrail.stores.remote.sender`) ships the records in
 `runs/log-batch` requests over one keep-alive session, retrying with backoff
 while the server is down, answers 5xx/429 or hangs. What is still unsent when
 the process exits stays in the spool, and one message names the command that
@@ -23,7 +23,7 @@ Artifacts go through the server's proxied artifact API (the default of
 ``mlflow server``, ``--serve-artifacts``); a server that does not proxy
 artifacts gets a clear error naming that flag. Auth, TLS, timeouts, retries
 and the spool folder are set by environment variables listed in
-`mltrail.stores.http`. ``MLTRAIL_FLUSH_TIMEOUT`` (default 5 s) bounds the wait
+`mltrail.stores.remote.http`. ``MLTRAIL_FLUSH_TIMEOUT`` (default 5 s) bounds the wait
 for delivery at interpreter exit.
 
 Other server features (the model registry) use `RestStore.http`, the one
@@ -48,8 +48,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .. import runtime
-from ..entities import (
+from ... import runtime
+from ...entities import (
     Dataset,
     DatasetInput,
     Experiment,
@@ -66,13 +66,13 @@ from ..entities import (
     RunTag,
     ViewType,
 )
-from ..exceptions import (
+from ...exceptions import (
     AlreadyExistsError,
     InvalidParameterError,
     NotFoundError,
     RemoteError,
 )
-from . import journal
+from .. import journal
 from .budget import ForegroundCall
 from .http import HttpSession, RemoteSettings, artifact_root, is_transient, request_sent
 from .sender import Sender, Shipper

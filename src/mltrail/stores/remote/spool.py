@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from ..entities import RunStatus
-from ..exceptions import StorageError
-from . import journal
-from .local import LocalStore
+from ...entities import RunStatus
+from ...exceptions import StorageError
+from .. import journal
+from ..local import LocalStore
 
 try:
     import fcntl

@@ -61,7 +61,7 @@ from urllib.parse import quote, urlparse, urlunparse
 import requests
 import urllib3
 
-from ..exceptions import (
+from ...exceptions import (
     AlreadyExistsError,
     AuthError,
     InvalidParameterError,
