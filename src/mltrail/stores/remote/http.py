@@ -44,8 +44,6 @@ from __future__ import annotations
 
 import base64
 import email.utils
-import json
-import math
 import os
 import random
 import shutil
@@ -70,6 +68,7 @@ from ...exceptions import (
     ParamConflictError,
     RemoteError,
 )
+from .wire import encode_json
 
 API = "/api/2.0/mlflow/"
 ARTIFACTS_API = "/api/2.0/mlflow-artifacts/artifacts"
@@ -184,22 +183,6 @@ def _parse_retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-def encode_json(payload: Mapping[str, Any]) -> bytes:
-    """JSON with non-finite floats as the strings "NaN", "Infinity", "-Infinity",
-    which is how the REST API spells them (bare NaN tokens are not JSON)."""
-    return json.dumps(_finite(payload), ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 class HttpSession:

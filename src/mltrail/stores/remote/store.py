@@ -50,18 +50,14 @@ from typing import Any
 
 from ... import runtime
 from ...entities import (
-    Dataset,
     DatasetInput,
     Experiment,
     FileInfo,
-    InputTag,
     Metric,
     PagedList,
     Param,
     Run,
-    RunData,
     RunInfo,
-    RunInputs,
     RunStatus,
     RunTag,
     ViewType,
@@ -77,6 +73,7 @@ from .budget import ForegroundCall
 from .http import HttpSession, RemoteSettings, artifact_root, is_transient, request_sent
 from .sender import Sender, Shipper
 from .spool import CLIENT_RUN_ID_TAG, RunLock, ShipState, Spool, pending
+from .wire import metric_value, parse_experiment, parse_run, tag_list
 
 LOCAL_EXPERIMENT_PREFIX = "local-"  # an experiment created while the server was down
 _VIEW_TYPES = {
@@ -99,72 +96,6 @@ class _RunRef:
     run_dir: Path
     server_id: str | None
     artifact_uri: str | None
-
-
-def _metric_value(raw: Any) -> float:
-    return float(raw)  # float() reads "NaN", "Infinity" and "-Infinity" too
-
-
-def parse_run(raw: dict[str, Any]) -> Run:
-    """A Run from the REST API's JSON."""
-    info = raw["info"]
-    data = raw.get("data") or {}
-    latest: dict[str, tuple[int, int, float]] = {}
-    for m in data.get("metrics", []):
-        point = (int(m.get("step", 0)), int(m.get("timestamp", 0)), _metric_value(m["value"]))
-        if m["key"] not in latest or point[:2] >= latest[m["key"]][:2]:
-            latest[m["key"]] = point
-    inputs = []
-    for item in (raw.get("inputs") or {}).get("dataset_inputs", []):
-        ds = item["dataset"]
-        inputs.append(
-            DatasetInput(
-                Dataset(
-                    name=ds.get("name", ""),
-                    digest=ds.get("digest", ""),
-                    source_type=ds.get("source_type", ""),
-                    source=ds.get("source", ""),
-                    schema=ds.get("schema", ""),
-                    profile=ds.get("profile", ""),
-                ),
-                tuple(InputTag(t["key"], t.get("value", "")) for t in item.get("tags", [])),
-            )
-        )
-    return Run(
-        info=RunInfo(
-            run_id=info["run_id"],
-            experiment_id=str(info["experiment_id"]),
-            run_name=info.get("run_name", ""),
-            user_id=info.get("user_id", ""),
-            status=info.get("status", RunStatus.RUNNING),
-            start_time=int(info.get("start_time") or 0),
-            end_time=int(info["end_time"]) if info.get("end_time") else None,
-            artifact_uri=info.get("artifact_uri", ""),
-            lifecycle_stage=info.get("lifecycle_stage", "active"),
-        ),
-        data=RunData(
-            metrics={k: v[2] for k, v in latest.items()},
-            params={p["key"]: p.get("value", "") for p in data.get("params", [])},
-            tags={t["key"]: t.get("value", "") for t in data.get("tags", [])},
-        ),
-        inputs=RunInputs(tuple(inputs)),
-    )
-
-
-def parse_experiment(raw: dict[str, Any]) -> Experiment:
-    return Experiment(
-        experiment_id=str(raw["experiment_id"]),
-        name=raw["name"],
-        artifact_location=raw.get("artifact_location", ""),
-        lifecycle_stage=raw.get("lifecycle_stage", "active"),
-        tags={t["key"]: t.get("value", "") for t in raw.get("tags", [])},
-        creation_time=raw.get("creation_time"),
-        last_update_time=raw.get("last_update_time"),
-    )
-
-
-def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
-    return [{"key": k, "value": v} for k, v in tags.items()]
 
 
 class RestStore:
@@ -381,7 +312,7 @@ class RestStore:
         if artifact_location:
             payload["artifact_location"] = artifact_location
         if tags:
-            payload["tags"] = _tag_list(tags)
+            payload["tags"] = tag_list(tags)
         try:
             answer = self.http.call("POST", "experiments/create", payload)
         except AlreadyExistsError:
@@ -596,7 +527,7 @@ class RestStore:
                 "user_id": user_id,
                 "start_time": start_time,
                 "run_name": run_name,
-                "tags": _tag_list(tag_map),
+                "tags": tag_list(tag_map),
             }
             # The request gets the ordinary read timeout on its own thread; this call
             # waits only the start budget. A create that outlives the budget is never
@@ -851,7 +782,7 @@ class RestStore:
             points.extend(
                 Metric(
                     m["key"],
-                    _metric_value(m["value"]),
+                    metric_value(m["value"]),
                     int(m.get("timestamp", 0)),
                     int(m.get("step", 0)),
                 )
