@@ -43,10 +43,10 @@ import time
 import uuid
 import warnings
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ... import runtime
 from ...entities import (
@@ -75,6 +75,7 @@ from .sender import Sender, Shipper
 from .spool import CLIENT_RUN_ID_TAG, RunLock, ShipState, Spool, pending
 from .wire import metric_value, parse_experiment, parse_run, tag_list
 
+T = TypeVar("T")
 LOCAL_EXPERIMENT_PREFIX = "local-"  # an experiment created while the server was down
 _VIEW_TYPES = {
     ViewType.ACTIVE_ONLY: "ACTIVE_ONLY",
@@ -296,12 +297,28 @@ class RestStore:
             experiment, experiment_id=self._public_experiment_id(experiment.experiment_id)
         )
 
-    def _offline(self, exc: BaseException, what: str) -> None:
+    def _offline(self, exc: BaseException, what: str, stacklevel: int = 3) -> None:
         """Note a transient failure of a foreground call, and warn about the fallback."""
         self.sender.mark_down(exc)
         warnings.warn(
-            f"mltrail: {exc}; {what} from the local spool {self.spool.folder}", stacklevel=3
+            f"mltrail: {exc}; {what} from the local spool {self.spool.folder}",
+            stacklevel=stacklevel,
         )
+
+    def _read(
+        self, from_server: Callable[[], T], from_spool: Callable[[], T] | None, what: str
+    ) -> T:
+        """The one offline fallback of every read: ask the server; when it cannot be
+        reached (a transient failure) and the spool can answer, answer from the spool
+        with a warning naming `what` was read. A refusal by the server is raised as is.
+        """
+        try:
+            return from_server()
+        except RemoteError as exc:
+            if not is_transient(exc) or from_spool is None:
+                raise
+            self._offline(exc, what, stacklevel=5)
+        return from_spool()
 
     def create_experiment(
         self, name: str, artifact_location: str | None = None, tags: dict[str, str] | None = None
@@ -435,57 +452,67 @@ class RestStore:
                 local = self.spool.store.get_experiment(spool_id)
                 return replace(local, experiment_id=experiment_id)
             experiment_id = mapped
-        try:
-            answer = self.http.call("GET", "experiments/get", {"experiment_id": experiment_id})
-        except NotFoundError:
-            raise NotFoundError(
-                f"No experiment with id {experiment_id!r} on {self.uri}", resource_id=experiment_id
-            ) from None
-        except RemoteError as exc:
-            spool_id = self.spool.spool_experiment_for(experiment_id)
-            if not is_transient(exc) or spool_id is None:
-                raise
-            self._offline(exc, f"experiment {experiment_id} is read")
-            return replace(self.spool.store.get_experiment(spool_id), experiment_id=experiment_id)
-        return self._learn(parse_experiment(answer["experiment"]))
+
+        def from_server() -> Experiment:
+            try:
+                answer = self.http.call("GET", "experiments/get", {"experiment_id": experiment_id})
+            except NotFoundError:
+                raise NotFoundError(
+                    f"No experiment with id {experiment_id!r} on {self.uri}",
+                    resource_id=experiment_id,
+                ) from None
+            return self._learn(parse_experiment(answer["experiment"]))
+
+        spool_id = self.spool.spool_experiment_for(experiment_id)
+        from_spool = None
+        if spool_id is not None:
+
+            def from_spool() -> Experiment:
+                local = self.spool.store.get_experiment(spool_id)
+                return replace(local, experiment_id=experiment_id)
+
+        return self._read(from_server, from_spool, f"experiment {experiment_id} is read")
 
     def get_experiment_by_name(self, name: str) -> Experiment | None:
-        try:
-            answer = self.http.call("GET", "experiments/get-by-name", {"experiment_name": name})
-        except NotFoundError:
-            return None
-        except RemoteError as exc:
-            if not is_transient(exc):
-                raise
-            self._offline(exc, f"experiment {name!r} is read")
+        def from_server() -> Experiment | None:
+            try:
+                answer = self.http.call("GET", "experiments/get-by-name", {"experiment_name": name})
+            except NotFoundError:
+                return None
+            return self._learn(parse_experiment(answer["experiment"]))
+
+        def from_spool() -> Experiment | None:
             found = self.spool.store.get_experiment_by_name(name)
             return None if found is None else self._spool_to_public(found)
-        return self._learn(parse_experiment(answer["experiment"]))
+
+        return self._read(from_server, from_spool, f"experiment {name!r} is read")
 
     def search_experiments(self, view_type: int = ViewType.ACTIVE_ONLY) -> list[Experiment]:
-        found: list[Experiment] = []
-        token = None
-        try:
-            for _ in range(10_000):  # bounded paging
-                payload: dict[str, Any] = {
-                    "view_type": _VIEW_TYPES.get(view_type, "ACTIVE_ONLY"),
-                    "max_results": _EXPERIMENT_PAGE,
-                }
-                if token:
-                    payload["page_token"] = token
-                answer = self.http.call("POST", "experiments/search", payload)
-                found.extend(
-                    self._learn(parse_experiment(e)) for e in answer.get("experiments", [])
-                )
-                token = answer.get("next_page_token")
-                if not token:
-                    break
-        except RemoteError as exc:
-            if not is_transient(exc):
-                raise
-            self._offline(exc, "experiments are listed")
+        def from_spool() -> list[Experiment]:
             local = self.spool.store.search_experiments(view_type)
             return [self._spool_to_public(e) for e in local]
+
+        return self._read(
+            lambda: self._search_server_experiments(view_type),
+            from_spool,
+            "experiments are listed",
+        )
+
+    def _search_server_experiments(self, view_type: int) -> list[Experiment]:
+        found: list[Experiment] = []
+        token = None
+        for _ in range(10_000):  # bounded paging
+            payload: dict[str, Any] = {
+                "view_type": _VIEW_TYPES.get(view_type, "ACTIVE_ONLY"),
+                "max_results": _EXPERIMENT_PAGE,
+            }
+            if token:
+                payload["page_token"] = token
+            answer = self.http.call("POST", "experiments/search", payload)
+            found.extend(self._learn(parse_experiment(e)) for e in answer.get("experiments", []))
+            token = answer.get("next_page_token")
+            if not token:
+                break
         return found
 
     # runs ----------------------------------------------------------------
@@ -674,15 +701,17 @@ class RestStore:
         ref = self._known(run_id)
         self._flush_for_read(ref)
         server_id = ref.server_id if ref is not None else run_id
-        if server_id is not None:
-            try:
-                return self._server_run(server_id)
-            except RemoteError as exc:
-                if not is_transient(exc) or ref is None:
-                    raise
-                self._offline(exc, f"run {run_id} is read")
-        assert ref is not None
-        return self._spool_run_public(self.spool.store.get_run(ref.spool_id), ref)
+        from_spool = None
+        if ref is not None:
+            known = ref
+
+            def from_spool() -> Run:
+                return self._spool_run_public(self.spool.store.get_run(known.spool_id), known)
+
+        if server_id is None:  # not on the server yet: the spool is the only copy
+            assert from_spool is not None
+            return from_spool()
+        return self._read(lambda: self._server_run(server_id), from_spool, f"run {run_id} is read")
 
     def update_run_info(
         self, run_id: str, status: str, end_time: int | None, run_name: str | None = None
@@ -752,15 +781,21 @@ class RestStore:
         ref = self._known(run_id)
         self._flush_for_read(ref)
         server_id = ref.server_id if ref is not None else run_id
-        if server_id is not None:
-            try:
-                return self._server_history(server_id, key)
-            except RemoteError as exc:
-                if not is_transient(exc) or ref is None:
-                    raise
-                self._offline(exc, f"metric {key!r} of run {run_id} is read")
-        assert ref is not None
-        return self.spool.store.get_metric_history(ref.spool_id, key)
+        from_spool = None
+        if ref is not None:
+            spool_id = ref.spool_id
+
+            def from_spool() -> list[Metric]:
+                return self.spool.store.get_metric_history(spool_id, key)
+
+        if server_id is None:  # not on the server yet: the spool is the only copy
+            assert from_spool is not None
+            return from_spool()
+        return self._read(
+            lambda: self._server_history(server_id, key),
+            from_spool,
+            f"metric {key!r} of run {run_id} is read",
+        )
 
     def _server_history(self, run_id: str, key: str) -> list[Metric]:
         points: list[Metric] = []
@@ -824,17 +859,19 @@ class RestStore:
             payload["order_by"] = list(order_by)
         if page_token:
             payload["page_token"] = page_token
-        try:
+
+        def from_server() -> PagedList:
             answer = self.http.call("POST", "runs/search", payload) if server_ids else {}
-        except RemoteError as exc:
-            if not is_transient(exc):
-                raise
-            self._offline(exc, "runs are searched")
-            return self._search_spool(
+            runs = [parse_run(r) for r in answer.get("runs", [])]
+            return PagedList(runs, answer.get("next_page_token") or None)
+
+        return self._read(
+            from_server,
+            lambda: self._search_spool(
                 experiment_ids, filter_string, run_view_type, max_results, order_by, page_token
-            )
-        runs = [parse_run(r) for r in answer.get("runs", [])]
-        return PagedList(runs, answer.get("next_page_token") or None)
+            ),
+            "runs are searched",
+        )
 
     def _search_spool(
         self,
@@ -893,27 +930,35 @@ class RestStore:
         ref = self._known(run_id)
         self._flush_for_read(ref)
         path = (path or "").strip("/")
-        try:
+
+        def from_server() -> list[FileInfo]:
             root = self._artifact_root(ref, run_id)
             entries = self.http.list_artifacts(f"{root}/{path}" if path else root)
-        except RemoteError as exc:
-            if not is_transient(exc) or ref is None:
-                raise
-            self._offline(exc, f"artifacts of run {run_id} not yet uploaded are listed")
-            return self.spool.store.list_artifacts(ref.spool_id, path or None)
-        infos = []
-        for entry in entries:
-            rel = f"{path}/{entry['path']}" if path else entry["path"]
-            is_dir = bool(entry.get("is_dir"))
-            size = None if is_dir else int(entry.get("file_size") or 0)
-            infos.append(FileInfo(rel, is_dir, size))
-        return sorted(infos, key=lambda f: f.path)
+            infos = []
+            for entry in entries:
+                rel = f"{path}/{entry['path']}" if path else entry["path"]
+                is_dir = bool(entry.get("is_dir"))
+                size = None if is_dir else int(entry.get("file_size") or 0)
+                infos.append(FileInfo(rel, is_dir, size))
+            return sorted(infos, key=lambda f: f.path)
+
+        from_spool = None
+        if ref is not None:
+            spool_id = ref.spool_id
+
+            def from_spool() -> list[FileInfo]:
+                return self.spool.store.list_artifacts(spool_id, path or None)
+
+        return self._read(
+            from_server, from_spool, f"artifacts of run {run_id} not yet uploaded are listed"
+        )
 
     def download_artifacts(self, run_id: str, path: str, dst_path: Path) -> Path:
         ref = self._known(run_id)
         self._flush_for_read(ref)
         path = (path or "").strip("/")
-        try:
+
+        def from_server() -> Path:
             root = self._artifact_root(ref, run_id)
             target = Path(dst_path) / (path.rsplit("/", 1)[-1] if path else "artifacts")
             entries = self.http.list_artifacts(f"{root}/{path}" if path else root)
@@ -927,11 +972,17 @@ class RestStore:
                         f"Run {run_id} has no artifact {path!r}", resource_id=path
                     ) from None
             return target
-        except RemoteError as exc:
-            if not is_transient(exc) or ref is None:
-                raise
-            self._offline(exc, f"artifacts of run {run_id} not yet uploaded are read")
-            return self.spool.store.download_artifacts(ref.spool_id, path, dst_path)
+
+        from_spool = None
+        if ref is not None:
+            spool_id = ref.spool_id
+
+            def from_spool() -> Path:
+                return self.spool.store.download_artifacts(spool_id, path, dst_path)
+
+        return self._read(
+            from_server, from_spool, f"artifacts of run {run_id} not yet uploaded are read"
+        )
 
     def _download_dir(
         self, root: str, path: str, entries: list[dict[str, Any]], target: Path
