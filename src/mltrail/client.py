@@ -94,6 +94,16 @@ class TrackingClient:
         }
         return self.store.create_experiment(name, artifact_location, clean)
 
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait up to `timeout` seconds for this client's records to reach its store.
+
+        Returns:
+            True when nothing is left undelivered (always, for a local store once its
+            finished runs are on disk); what is left stays in the spool for
+            `mltrail sync`.
+        """
+        return self.store.flush(timeout)
+
     def get_or_create_experiment(self, name: str) -> Experiment:
         """The experiment called `name`, created when missing (safe when processes race).
 

@@ -591,8 +591,20 @@ def flush(timeout: float | None = None) -> bool:
     deadline = time.monotonic() + (_flush_timeout() if timeout is None else timeout)
     delivered = True
     for client in clients:
-        delivered &= client.store.flush(max(0.0, deadline - time.monotonic()))
+        delivered &= client.flush(max(0.0, deadline - time.monotonic()))
     return delivered
+
+
+def reset_process_state() -> None:
+    """Forget the active experiment and every cached client (a test's own stores).
+
+    For test suites: the public way to start the next test from a clean process
+    state, instead of reaching into private attributes. Open runs are not ended here;
+    end them first (`end_run`).
+    """
+    with _process.lock:
+        _process.experiment = None
+        _process.clients.clear()
 
 
 def end_open_runs(status: str) -> None:
