@@ -10,7 +10,7 @@ import pytest
 
 from mltrail.exceptions import InvalidParameterError
 from mltrail.stores.remote.http import HttpSession, RemoteSettings, public_url
-from mltrail.stores.remote.sender import read_journal
+from mltrail.stores.remote.shipper import read_journal
 from mltrail.stores.remote.spool import folder_name, unsent_bytes
 from mltrail.stores.remote.wire import encode_json
 

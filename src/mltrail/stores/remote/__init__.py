@@ -5,7 +5,7 @@ One concern per module:
 - `http`: the one session to a server (auth, TLS, retries, error translation);
 - `budget`: foreground requests with a time budget that outlive it;
 - `spool`: where records wait, and what of each run the server has (ship state);
-- `sender`: the shipper (one run to the server, exactly once) and the background sender;
+- `shipper`: one run to the server, exactly once; `sender`: the background thread;
 - `store`: `RestStore`, the Store protocol on top of them;
 - `registry`: the model registry over REST;
 - `sync` and `doctor`: the `mltrail sync` and `mltrail doctor` commands.

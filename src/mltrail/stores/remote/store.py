@@ -71,7 +71,8 @@ from ...exceptions import (
 from .. import journal
 from .budget import ForegroundCall
 from .http import HttpSession, RemoteSettings, artifact_root, is_transient, request_sent
-from .sender import Sender, Shipper
+from .sender import Sender
+from .shipper import Shipper
 from .spool import CLIENT_RUN_ID_TAG, RunLock, ShipState, Spool, pending
 from .wire import metric_value, parse_experiment, parse_run, tag_list
 

@@ -30,7 +30,7 @@ from typing import Any
 from ...exceptions import AuthError, MltrailError
 from ...uri import redact_uri
 from .http import HttpSession, RemoteSettings, is_transient, public_url
-from .sender import Shipper
+from .shipper import Shipper
 from .spool import (
     REFUSED,
     RunLock,

@@ -1,0 +1,660 @@
+"""Shipping one spooled run to a tracking server, exactly once: the Shipper.
+
+`Shipper.ship_run` sends what the server does not have of one run yet:
+creates the run if it has no server id (looking for the client-id tag first, so
+a `runs/create` whose answer was lost is never repeated), sends the journal's
+records after the shipped offset in `runs/log-batch` requests within the
+server's limits, the other records (status, deletions, datasets) through their
+endpoints, then the artifact files. After each accepted request it saves the
+new offset, so an interruption at any point only resends records, which the
+server treats as no-ops (same metric point, same param value, same tag value).
+A record the server refuses is set aside (`refused.jsonl`), never in the way of
+the records behind it. The background `Sender` (`mltrail.stores.remote.sender`)
+and `mltrail sync` both ship through it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ...exceptions import (
+    AlreadyExistsError,
+    AuthError,
+    MltrailError,
+    NotFoundError,
+    RemoteError,
+)
+from .. import journal
+from ..journal import Kind
+from .http import (
+    HttpSession,
+    artifact_root,
+    is_transient,
+    request_sent,
+)
+from .spool import (
+    CLIENT_RUN_ID_TAG,
+    REFUSED,
+    RunLock,
+    ShipState,
+    Spool,
+    append_line,
+    pending_artifacts,
+    prune_delivered,
+    unsent_bytes,
+)
+
+MAX_METRICS = 1000
+MAX_PARAMS = 100
+MAX_TAGS = 100
+MAX_ENTITIES = 1000
+MAX_BYTES = 900_000  # the server takes 1 MB a request; the estimate below leaves a margin
+UPLOAD_THREADS = 4  # artifact files of one run sent side by side
+SHIP_THREADS = 2  # runs shipped side by side (a search's child runs end together)
+
+
+def read_journal(path: Path, offset: int) -> Iterator[tuple[dict[str, Any], int]]:
+    """Complete, readable records after `offset`, each with the offset just past it."""
+    for record, end in journal.iter_lines(path, offset):
+        if record is not None:
+            yield record, end
+
+
+def _size(value: str) -> int:
+    return len(json.dumps(value, ensure_ascii=False).encode())
+
+
+class _Batch:
+    """One `runs/log-batch` request being filled."""
+
+    def __init__(self) -> None:
+        self.metrics: list[dict[str, Any]] = []
+        self.params: dict[str, str] = {}
+        self.tags: dict[str, str] = {}
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self.metrics) + len(self.params) + len(self.tags)
+
+    def room(self, extra_bytes: int) -> bool:
+        return len(self) < MAX_ENTITIES and self.bytes + extra_bytes <= MAX_BYTES
+
+    def payload(self, run_id: str) -> dict[str, Any]:
+        return _payload(run_id, self.entities())
+
+    def entities(self) -> list[tuple[str, dict[str, Any]]]:
+        """The batch as (field, entity) pairs, which any subset of can be sent alone."""
+        found: list[tuple[str, dict[str, Any]]] = [("metrics", m) for m in self.metrics]
+        found += [("params", {"key": k, "value": v}) for k, v in self.params.items()]
+        found += [("tags", {"key": k, "value": v}) for k, v in self.tags.items()]
+        return found
+
+
+def _payload(run_id: str, entities: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    payload: dict[str, Any] = {"run_id": run_id}
+    for name, entity in entities:
+        payload.setdefault(name, []).append(entity)
+    return payload
+
+
+def _refusal(exc: BaseException) -> bool:
+    """True when the server refused a request for what it carries (a 4xx other than
+    auth, or a run that no longer accepts records), so sending it again cannot help."""
+    return (
+        isinstance(exc, MltrailError)
+        and not is_transient(exc)
+        and not isinstance(exc, (AuthError, NotFoundError))
+    )
+
+
+@dataclass
+class ShipResult:
+    """What one `ship_run` call did."""
+
+    server_run_id: str | None
+    records: int = 0
+    requests: int = 0
+    artifacts: int = 0
+    complete: bool = False
+    busy: bool = False  # another process holds the run's lock
+    refused: list[str] = field(default_factory=list)  # why records were set aside
+    pruned: int = 0  # journal bytes removed once the run was delivered
+
+
+class Shipper:
+    """Ships spooled runs of one server (see the module docstring).
+
+    Args:
+        http: the session to the server.
+        spool: the server's spool folder.
+        retries: retries of each request on a transient failure.
+        on_created: called with (spool run id, server run id, artifact uri) when a
+            run gets its server id, so a store can resolve the local id from then on.
+        may_prune: called with a delivered run's spool id; True lets its journal be
+            removed (`spool.prune_delivered`). None: journals are kept.
+    """
+
+    def __init__(
+        self,
+        http: HttpSession,
+        spool: Spool,
+        *,
+        retries: int | None = None,
+        on_created: Callable[[str, str, str | None], None] | None = None,
+        may_prune: Callable[[str], bool] | None = None,
+    ) -> None:
+        self.http = http
+        self.spool = spool
+        self.retries = retries
+        self.on_created = on_created
+        self.may_prune = may_prune
+        self.progress = 0  # requests the server accepted: lets a waiting reader see movement
+        self._progress_lock = threading.Lock()  # uploads run on several threads
+        self._inputs_lock = threading.Lock()
+
+    def _call(self, method: str, endpoint: str, payload: dict[str, Any], **kwargs: Any) -> Any:
+        answer = self.http.call(method, endpoint, payload, **kwargs)
+        self._moved()
+        return answer
+
+    def _upload(self, artifact_path: str, local_file: Path, **kwargs: Any) -> None:
+        self.http.upload(artifact_path, local_file, **kwargs)
+        self._moved()
+
+    def _moved(self) -> None:
+        with self._progress_lock:
+            self.progress += 1
+
+    def ship_run(self, run_dir: Path) -> ShipResult:
+        """Send what the server lacks of the run in `run_dir`.
+
+        Raises:
+            AuthError: the server refused the credentials.
+            MltrailError: the server refused a request (recorded in the ship state as
+                the run's error), or could not be reached (`is_transient`).
+        """
+        lock = RunLock(run_dir)
+        if not lock.acquire():
+            return ShipResult(server_run_id=None, busy=True)
+        try:
+            state = ShipState.load(run_dir)
+            result = ShipResult(server_run_id=state.server_run_id)
+            try:
+                self._ensure_created(run_dir, state, result)
+                self._ship_records(run_dir, state, result)
+                self._ship_artifacts(run_dir, state, result)
+            except MltrailError as exc:
+                if not is_transient(exc) and not isinstance(exc, AuthError):
+                    state.error = exc.message
+                    state.save(run_dir)
+                raise
+            if state.error is not None:
+                state.error = None
+                state.save(run_dir)
+            result.complete = not unsent_bytes(run_dir, state.offset) and not pending_artifacts(
+                run_dir
+            )
+            if (
+                result.complete
+                and self.may_prune is not None
+                and self.may_prune(state.client_run_id)
+            ):
+                result.pruned = prune_delivered(run_dir, state)
+            return result
+        finally:
+            lock.release()
+
+    # creation ------------------------------------------------------------
+
+    def _ensure_created(self, run_dir: Path, state: ShipState, result: ShipResult) -> None:
+        """Create the run on the server, exactly once.
+
+        Why this never makes two server runs of one spooled run:
+
+        - Never two creates in flight for one run. The caller holds the run's flock
+          (one shipper per run across processes), and a foreground create that outlived
+          its budget keeps the run held in its process's sender until that create ends
+          (`Sender.hold`), so no second create is sent beside it.
+        - A create whose answer was lost (connection dropped, read timeout, a gateway's
+          5xx) may have landed, or may still land. Before any new create the run is
+          looked up by its `mltrail.clientRunId` tag (`create_sent`), and a miss counts
+          only once `create_settles_at` has passed: the lost request's read timeout
+          after it was sent, the time its sender was prepared to wait for the server
+          to act on it. MLflow's server commits a run before it answers, so a request
+          it has finished with shows in the lookup. Until then the run waits (a
+          transient error: the sender backs off, `mltrail sync` leaves it pending).
+        - A create that certainly never reached the server (connection refused, connect
+          timeout) needs no lookup (`request_sent`).
+
+        What is left: a server that sits on a request for longer than the client's read
+        timeout and commits it afterwards. Such a late twin carries the same client id
+        tag, so it can be found with one `runs/search`.
+        """
+        if state.server_run_id is not None:
+            return
+        experiment_id = state.server_experiment_id or self.resolve_experiment(run_dir.parent)
+        create = state.create or _create_info_from_summary(run_dir)
+        client_id = state.client_run_id
+        runs = []
+        if state.create_sent:
+            found = self._call(
+                "POST",
+                "runs/search",
+                {
+                    "experiment_ids": [experiment_id],
+                    "filter": f"tags.`{CLIENT_RUN_ID_TAG}` = '{client_id}'",
+                    "run_view_type": "ALL",
+                    "max_results": 1,
+                },
+                retries=self.retries,
+            )
+            result.requests += 1
+            runs = found.get("runs") or []
+        if runs:
+            info = runs[0]["info"]
+        else:
+            settles_at = state.create_settles_at
+            if state.create_sent and settles_at is not None and time.time() < settles_at:
+                raise CreateUnconfirmed(
+                    f"The tracking server at {self.http.base_url} has not shown run "
+                    f"{client_id} yet, whose creation request got no answer; it is looked "
+                    f"up again (for up to {settles_at - time.time():.0f} s) before it is "
+                    "created anew"
+                )
+            before = (state.create_sent, state.create_settles_at)
+            # From here on, a lost answer means: look it up first, and trust a miss only
+            # once the server has had the read timeout to act on this request.
+            state.create_sent = True
+            state.create_settles_at = time.time() + self.http.settings.timeout + 1.0
+            state.save(run_dir)
+            tags = dict(create.get("tags") or {})
+            tags[CLIENT_RUN_ID_TAG] = client_id
+            try:
+                answer = self._call(
+                    "POST",
+                    "runs/create",
+                    {
+                        "experiment_id": experiment_id,
+                        "user_id": create.get("user_id", ""),
+                        "run_name": create.get("run_name", ""),
+                        "start_time": create.get("start_time"),
+                        "tags": [{"key": k, "value": v} for k, v in tags.items()],
+                    },
+                    retries=0,  # not idempotent: a retry looks the tag up again first
+                )
+            except MltrailError as exc:
+                if is_transient(exc) and not request_sent(exc):
+                    state.create_sent, state.create_settles_at = before
+                    state.save(run_dir)
+                raise
+            result.requests += 1
+            info = answer["run"]["info"]
+        state.server_run_id = info["run_id"]
+        state.server_experiment_id = experiment_id
+        state.artifact_uri = info.get("artifact_uri")
+        state.save(run_dir)
+        result.server_run_id = state.server_run_id
+        if self.on_created is not None:
+            self.on_created(state.client_run_id, state.server_run_id, state.artifact_uri)
+
+    def resolve_experiment(self, exp_dir: Path) -> str:
+        """The server id of a spool experiment: mapped, found by name, or created."""
+        spool_id = exp_dir.name
+        mapped = self.spool.server_experiment(spool_id)
+        if mapped is not None:
+            return mapped
+        name = json.loads((exp_dir / "meta.json").read_text())["name"]
+        server_id = self.experiment_id_by_name(name, create=True)
+        assert server_id is not None
+        self.spool.map_experiment(spool_id, server_id)
+        return server_id
+
+    def experiment_id_by_name(self, name: str, *, create: bool) -> str | None:
+        for _ in range(2):
+            try:
+                answer = self._call(
+                    "GET",
+                    "experiments/get-by-name",
+                    {"experiment_name": name},
+                    retries=self.retries,
+                )
+                return str(answer["experiment"]["experiment_id"])
+            except NotFoundError:
+                if not create:
+                    return None
+            try:
+                answer = self._call(
+                    "POST", "experiments/create", {"name": name}, retries=self.retries
+                )
+                return str(answer["experiment_id"])
+            except AlreadyExistsError:
+                continue  # created by someone else meanwhile (or by our lost answer)
+        raise NotFoundError(f"Experiment {name!r} could not be found or created", resource_id=name)
+
+    # records -------------------------------------------------------------
+
+    def _ship_records(self, run_dir: Path, state: ShipState, result: ShipResult) -> None:
+        run_id = state.server_run_id
+        assert run_id is not None
+        batch = _Batch()
+        # Dataset records wait for the batch to be sent rather than cutting it in two:
+        # a dataset commutes with metrics, params and tags, so sending it later keeps
+        # the run's content the same with one request fewer.
+        datasets: list[dict[str, Any]] = []
+        done = state.offset  # just past the last record wholly inside sent or open batches
+
+        def commit(offset: int) -> None:
+            if offset != state.offset:
+                state.offset = offset
+                state.save(run_dir)
+
+        def send() -> None:
+            nonlocal batch
+            if len(batch):
+                self._send_entities(run_dir, run_id, batch.entities(), result)
+                batch = _Batch()
+            for record in datasets:
+                self._send_record(Kind.INPUTS, record, run_dir, run_id, result)
+            datasets.clear()
+            commit(done)
+
+        for record, end in read_journal(run_dir / journal.JOURNAL, state.offset):
+            kind = record.get("k")
+            if kind == Kind.BATCH:
+                for key, value, timestamp, step in record.get("m", ()):
+                    if len(batch.metrics) >= MAX_METRICS or not batch.room(len(key) + 80):
+                        send()
+                    batch.metrics.append(
+                        {"key": key, "value": value, "timestamp": timestamp, "step": step}
+                    )
+                    batch.bytes += len(key) + 80
+                for key, value in record.get("p", {}).items():
+                    if key in batch.params:
+                        if batch.params[key] == value:
+                            continue
+                        send()  # one request may not carry a key twice
+                    extra = _size(key) + _size(value) + 20
+                    if len(batch.params) >= MAX_PARAMS or not batch.room(extra):
+                        send()
+                    batch.params[key] = value
+                    batch.bytes += extra
+                for key, value in record.get("t", {}).items():
+                    extra = _size(key) + _size(value) + 20
+                    if key not in batch.tags and (
+                        len(batch.tags) >= MAX_TAGS or not batch.room(extra)
+                    ):
+                        send()
+                    batch.tags[key] = value  # a later value of the same key wins, as it would
+                    batch.bytes += extra
+            elif kind == Kind.INPUTS:
+                datasets.append(record)
+            else:
+                send()
+                self._send_record(kind, record, run_dir, run_id, result)
+            done = end
+            result.records += 1
+        send()
+
+    def _send_entities(
+        self,
+        run_dir: Path,
+        run_id: str,
+        entities: list[tuple[str, dict[str, Any]]],
+        result: ShipResult,
+    ) -> None:
+        """One `runs/log-batch`; what the server refuses is set aside, the rest is sent.
+
+        A refused batch is split in halves until the refused entities are alone, so
+        one bad metric point costs a few requests, not the run (about 2 log2(n)
+        requests for one bad entity among n). A run that no longer takes records at
+        all (deleted on the server) is checked once instead of splitting.
+        """
+        try:
+            self._call("POST", "runs/log-batch", _payload(run_id, entities), retries=self.retries)
+            result.requests += 1
+            return
+        except MltrailError as exc:
+            result.requests += 1
+            if not _refusal(exc):
+                raise
+            refusal = exc
+        if len(entities) > 1 and not self._run_is_deleted(run_id, result):
+            half = len(entities) // 2
+            self._send_entities(run_dir, run_id, entities[:half], result)
+            self._send_entities(run_dir, run_id, entities[half:], result)
+            return
+        record = {"k": Kind.BATCH.value, "log-batch": _payload(run_id, entities)}
+        self._set_aside(run_dir, run_id, record, len(entities), refusal, result)
+
+    def _run_is_deleted(self, run_id: str, result: ShipResult) -> bool:
+        answer = self._call("GET", "runs/get", {"run_id": run_id}, retries=self.retries)
+        result.requests += 1
+        return answer.get("run", {}).get("info", {}).get("lifecycle_stage") == "deleted"
+
+    def _send_record(
+        self, kind: Any, record: dict[str, Any], run_dir: Path, run_id: str, result: ShipResult
+    ) -> None:
+        """A record sent through its own endpoint; set aside if the server refuses it."""
+        try:
+            self._ship_other(kind, record, run_id)
+        except MltrailError as exc:
+            result.requests += 1
+            if not _refusal(exc):
+                raise
+            self._set_aside(run_dir, run_id, record, 1, exc, result)
+            return
+        result.requests += 1
+
+    def _set_aside(
+        self,
+        run_dir: Path,
+        run_id: str,
+        record: dict[str, Any],
+        count: int,
+        exc: MltrailError,
+        result: ShipResult,
+    ) -> None:
+        """Keep a refused record out of the way of the records behind it.
+
+        It is appended to the run's `refused.jsonl` in the spool, with the server's
+        reason, and named in a warning; shipping goes on after it. Sending it again
+        cannot succeed (the server refused what it carries), and leaving it at the head
+        of the journal used to block every later record of the run for good.
+        """
+        entry = {"record": record, "entities": count, "error": exc.message, "at": _now_ms()}
+        append_line(run_dir / REFUSED, json.dumps(entry).encode() + b"\n")
+        note = (
+            f"{count} record{'' if count == 1 else 's'} ({_describe(record)}) refused: "
+            f"{exc.message}"
+        )
+        result.refused.append(note)
+        warnings.warn(
+            f"mltrail: the server at {self.http.base_url} refused {note}. Set aside in "
+            f"{run_dir / REFUSED} (run {run_id}); the run's other records are shipped",
+            stacklevel=1,
+        )
+
+    def _ship_other(self, kind: Any, record: dict[str, Any], run_id: str) -> None:
+        if kind == Kind.UPDATE:
+            payload: dict[str, Any] = {"run_id": run_id, "status": record["status"]}
+            if record.get("end_time") is not None:
+                payload["end_time"] = record["end_time"]
+            if record.get("run_name"):
+                payload["run_name"] = record["run_name"]
+            self._call("POST", "runs/update", payload, retries=self.retries)
+        elif kind == Kind.DELETE_TAG:
+            # NotFound: deleted already, by this record sent before an interruption.
+            with contextlib.suppress(NotFoundError):
+                self._call(
+                    "POST",
+                    "runs/delete-tag",
+                    {"run_id": run_id, "key": record["key"]},
+                    retries=self.retries,
+                )
+        elif kind == Kind.LIFECYCLE:
+            endpoint = "runs/delete" if record["stage"] == "deleted" else "runs/restore"
+            self._call("POST", endpoint, {"run_id": run_id}, retries=self.retries)
+        elif kind == Kind.INPUTS:
+            datasets = []
+            for item in record["d"]:
+                dataset = {k: v for k, v in item["dataset"].items() if v not in ("", None)}
+                tags = [{"key": k, "value": v} for k, v in item.get("tags", {}).items()]
+                datasets.append({"tags": tags, "dataset": dataset})
+            self._log_inputs({"run_id": run_id, "datasets": datasets})
+
+    def _log_inputs(self, payload: dict[str, Any]) -> None:
+        """`runs/log-inputs`, one at a time, and tried twice if refused.
+
+        The server inserts a dataset it has not seen under a unique key; two runs
+        logging the same new dataset at once make one insert fail (refused with a
+        constraint error). Runs shipped side by side therefore take turns here, and
+        a refusal, which can still come from another process's race, is retried
+        once: by then the dataset exists and the second call links it.
+        """
+        with self._inputs_lock:
+            try:
+                self._call("POST", "runs/log-inputs", payload, retries=self.retries)
+            except (AuthError, NotFoundError):
+                raise
+            except MltrailError as exc:
+                if is_transient(exc):
+                    raise
+                time.sleep(0.2)
+                self._call("POST", "runs/log-inputs", payload, retries=self.retries)
+
+    # artifacts -----------------------------------------------------------
+
+    def _ship_artifacts(self, run_dir: Path, state: ShipState, result: ShipResult) -> None:
+        files = pending_artifacts(run_dir)
+        if not files:
+            return
+        if state.artifact_uri is None:
+            answer = self._call(
+                "GET", "runs/get", {"run_id": state.server_run_id}, retries=self.retries
+            )
+            state.artifact_uri = answer["run"]["info"]["artifact_uri"]
+            state.save(run_dir)
+        root = artifact_root(state.artifact_uri, self.http.base_url)
+        counted = threading.Lock()
+
+        def upload(item: tuple[str, Path]) -> None:
+            rel, path = item
+            before = os.stat(path)
+            self._upload(f"{root}/{rel}", path, retries=self.retries)
+            after = os.stat(path)
+            # A newer copy logged to the same path meanwhile stays for the next pass.
+            if (before.st_ino, before.st_size, before.st_mtime_ns) == (
+                after.st_ino,
+                after.st_size,
+                after.st_mtime_ns,
+            ):
+                path.unlink()
+            with counted:
+                state.uploaded += 1
+                result.artifacts += 1
+                result.requests += 1
+
+        try:
+            run_parallel(upload, files, UPLOAD_THREADS)
+        finally:
+            state.save(run_dir)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _describe(record: dict[str, Any]) -> str:
+    """A short name for a set-aside record, for a warning or sync's report."""
+    kind = record.get("k")
+    if kind == Kind.BATCH:
+        payload = record.get("log-batch", {})
+        keys = [
+            e.get("key", "")
+            for name in ("metrics", "params", "tags")
+            for e in payload.get(name, [])
+        ]
+        shown = ", ".join(repr(k[:60]) for k in keys[:3]) + (", ..." if len(keys) > 3 else "")
+        return f"log-batch of {shown}"
+    if kind == Kind.UPDATE:
+        return f"status {record.get('status')}"
+    if kind == Kind.LIFECYCLE:
+        return f"lifecycle {record.get('stage')}"
+    if kind == Kind.DELETE_TAG:
+        return f"delete tag {record.get('key')!r}"
+    if kind == Kind.INPUTS:
+        return "dataset inputs"
+    return f"record {kind!r}"
+
+
+def run_parallel(func: Callable[[Any], None], items: list[Any], workers: int) -> None:
+    """Call `func` on each item from up to `workers` threads; raise the first error.
+
+    A model is several small files and each upload is mostly waiting for the
+    server, so sending them side by side cuts a run's shipping time. After an
+    error no new item is started (a down server fails them all). Daemon threads,
+    not an executor: an upload stuck on a dead server must not hold up exit.
+    """
+    if len(items) <= 1 or workers <= 1:
+        for item in items:
+            func(item)
+        return
+    queue = iter(items)
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        while True:
+            with lock:
+                item = next(queue, _NONE) if not errors else _NONE
+            if item is _NONE:
+                return
+            try:
+                func(item)
+            except BaseException as exc:
+                with lock:
+                    errors.append(exc)
+                return
+
+    threads = [
+        threading.Thread(target=work, name="mltrail-upload", daemon=True)
+        for _ in range(min(workers, len(items)))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+_NONE = object()
+
+
+class CreateUnconfirmed(RemoteError):
+    """A run's earlier `runs/create` got no answer and may still land: wait, then look."""
+
+    transient = True
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_code="TEMPORARILY_UNAVAILABLE")
+
+
+def _create_info_from_summary(run_dir: Path) -> dict[str, Any]:
+    """Creation facts of a run whose ship state lacks them (written by an older client)."""
+    summary = json.loads((run_dir / journal.SUMMARY).read_text())
+    return {
+        "start_time": summary.get("start_time"),
+        "user_id": summary.get("user_id", ""),
+        "run_name": summary.get("run_name", ""),
+        "tags": {},
+    }
