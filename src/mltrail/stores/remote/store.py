@@ -44,7 +44,7 @@ import uuid
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -71,6 +71,7 @@ from ...exceptions import (
 from .. import journal
 from .budget import ForegroundCall
 from .http import HttpSession, RemoteSettings, artifact_root, is_transient, request_sent
+from .ids import RunIds, RunRef
 from .sender import Sender
 from .shipper import Shipper
 from .spool import CLIENT_RUN_ID_TAG, RunLock, ShipState, Spool, pending
@@ -90,16 +91,6 @@ _READ_FLUSH_CAP = 60.0  # a read waits for its run's records while the server ma
 _stores: weakref.WeakSet[RestStore] = weakref.WeakSet()
 
 
-@dataclass
-class _RunRef:
-    """A run this store knows: its spool folder and, once created there, its server id."""
-
-    spool_id: str
-    run_dir: Path
-    server_id: str | None
-    artifact_uri: str | None
-
-
 class RestStore:
     """A Store on an MLflow tracking server, spooled on local disk (see the module doc).
 
@@ -114,7 +105,7 @@ class RestStore:
         self.uri = self.http.base_url
         self.spool = Spool(self.settings.spool_dir, self.uri)
         self._lock = threading.RLock()
-        self._refs: dict[str, _RunRef] = {}
+        self.ids = RunIds(self.spool)
         self._experiment_names: dict[str, str] = {}  # server experiment id -> name
         self._last_flush: tuple[float, bool] | None = None
         self._exit_reported = False
@@ -129,26 +120,19 @@ class RestStore:
             self.http,
             self.spool,
             retries=min(1, self.settings.retries),
-            on_created=self._on_created,
+            on_created=self.ids.created,
             may_prune=self._may_prune,
         )
         self.sender = Sender(shipper, self.settings)
 
     def _after_fork(self) -> None:
         self._lock = threading.RLock()
+        self.ids.reset_lock()
         self._stalled = 0  # the parent's stuck requests have no thread here
         self.http = HttpSession(self.uri, self.settings)
         self._start_sender()
 
     # run ids -------------------------------------------------------------
-
-    def _on_created(self, spool_id: str, server_id: str, artifact_uri: str | None) -> None:
-        with self._lock:
-            ref = self._refs.get(spool_id)
-            if ref is not None:
-                ref.server_id = server_id
-                ref.artifact_uri = artifact_uri
-                self._refs[server_id] = ref
 
     def _may_prune(self, spool_id: str) -> bool:
         """A delivered run's journal may go once this process no longer writes to it and
@@ -156,39 +140,24 @@ class RestStore:
         store = self.spool.store
         return not store.is_open(spool_id) and store.flush(5.0)
 
-    def _known(self, run_id: str) -> _RunRef | None:
+    def _known(self, run_id: str) -> RunRef | None:
         """The run's reference if the spool has it (without asking the server)."""
-        ref = self._refs.get(run_id)
-        if ref is not None:
-            return ref
-        if not isinstance(run_id, str) or not run_id:
-            return None
-        try:
-            run_dir = self.spool.store.run_dir(run_id)
-        except NotFoundError:
-            return None
-        state = ShipState.load(run_dir)
-        ref = _RunRef(run_id, run_dir, state.server_run_id, state.artifact_uri)
-        with self._lock:
-            self._refs[run_id] = ref
-            if ref.server_id:
-                self._refs.setdefault(ref.server_id, ref)
-        return ref
+        return self.ids.known(run_id)
 
-    def _ref(self, run_id: str) -> _RunRef:
+    def _ref(self, run_id: str) -> RunRef:
         """The run's reference for writing: a run only the server has is adopted."""
-        ref = self._refs.get(run_id)
+        ref = self.ids.get(run_id)
         if ref is not None:
             return ref
-        return self._known(run_id) or self._adopt(run_id)
+        return self.ids.known(run_id) or self._adopt(run_id)
 
-    def _adopt(self, run_id: str) -> _RunRef:
+    def _adopt(self, run_id: str) -> RunRef:
         """Mirror a server run (created elsewhere) in the spool so writes can go there."""
         run = self._server_run(run_id)
         spool_exp = self._spool_experiment(run.info.experiment_id)
         self.spool.ensure_folder()
-        with self._lock:
-            ref = self._refs.get(run_id)
+        with self.ids.lock:
+            ref = self.ids.get(run_id)
             if ref is not None:
                 return ref
             store = self.spool.store
@@ -215,9 +184,7 @@ class RestStore:
                 state.artifact_uri = run.info.artifact_uri
                 state.offset = os.stat(run_dir / journal.JOURNAL).st_size
                 state.save(run_dir)
-            ref = _RunRef(run_id, run_dir, run_id, run.info.artifact_uri)
-            self._refs[run_id] = ref
-            return ref
+            return self.ids.remember(RunRef(run_id, run_dir, run_id, run.info.artifact_uri))
 
     def server_run_id(self, run_id: str, timeout: float | None = None) -> str:
         """The server's id of a run, for requests that must name it (the model registry).
@@ -245,8 +212,8 @@ class RestStore:
             )
         return ref.server_id
 
-    def _public_id(self, ref: _RunRef) -> str:
-        return ref.server_id or ref.spool_id
+    def _public_id(self, ref: RunRef) -> str:
+        return ref.public_id
 
     # experiments ---------------------------------------------------------
 
@@ -609,9 +576,7 @@ class RestStore:
             artifact_uri=server_run.info.artifact_uri if server_run is not None else None,
         )
         state.save(run_dir)
-        ref = _RunRef(spool_id, run_dir, state.server_run_id, state.artifact_uri)
-        with self._lock:
-            self._refs[spool_id] = ref
+        ref = self.ids.remember(RunRef(spool_id, run_dir, state.server_run_id, state.artifact_uri))
         if server_run is not None:
             return server_run
         if in_flight is not None:
@@ -641,7 +606,7 @@ class RestStore:
                 finally:
                     if locked:
                         lock.release()
-                self._on_created(
+                self.ids.created(
                     spool_id, state.server_run_id or info["run_id"], state.artifact_uri
                 )
                 self.sender.mark_up()
@@ -672,7 +637,7 @@ class RestStore:
         sender's backoff window after a failure."""
         return self._stalled == 0 and self.sender.may_try()
 
-    def _spool_run_public(self, run: Run, ref: _RunRef) -> Run:
+    def _spool_run_public(self, run: Run, ref: RunRef) -> Run:
         """A spool Run with the ids the user knows (server ids where they exist)."""
         info = replace(
             run.info,
@@ -692,7 +657,7 @@ class RestStore:
             ) from None
         return parse_run(answer["run"])
 
-    def _flush_for_read(self, ref: _RunRef | None) -> None:
+    def _flush_for_read(self, ref: RunRef | None) -> None:
         if ref is not None and self.sender.has_pending(ref.spool_id):
             self.sender.flush(
                 _READ_FLUSH_CAP, [ref.spool_id], stall=self.settings.read_flush_timeout
@@ -743,7 +708,7 @@ class RestStore:
         params: Sequence[Param],
         tags: Sequence[RunTag],
     ) -> None:
-        ref = self._refs.get(run_id) or self._ref(run_id)
+        ref = self.ids.get(run_id) or self._ref(run_id)
         self.spool.store.log_batch(ref.spool_id, metrics, params, tags)
         self.sender.notify(ref.spool_id, ref.run_dir)
         for metric in metrics:
@@ -903,7 +868,7 @@ class RestStore:
 
     # artifacts -----------------------------------------------------------
 
-    def _artifact_root(self, ref: _RunRef | None, run_id: str) -> str:
+    def _artifact_root(self, ref: RunRef | None, run_id: str) -> str:
         artifact_uri = ref.artifact_uri if ref is not None else None
         if artifact_uri is None:
             server_id = ref.server_id if ref is not None else run_id
