@@ -155,19 +155,7 @@ def _adopt(
     return handle
 
 
-class _Process:
-    """Process-wide state: open runs (for exit handling), clients, the experiment."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.open_runs: dict[str, ActiveRun] = {}
-        self.clients: dict[str, TrackingClient] = {}
-        self.experiment: tuple[str, str] | None = None  # (tracking uri, experiment id)
-        self.hooks_installed = False
-        self.crashed_with: type[BaseException] | None = None
-
-
-_process = _Process()
+_process = runtime.process  # the process state lives in `mltrail.runtime`
 
 
 def _client() -> TrackingClient:

@@ -1,4 +1,11 @@
-"""The single exit path of a process that tracks: end open runs, flush, report.
+"""Process state of a process that tracks, and its single exit path.
+
+`process` is the one object holding what is process-wide: the open runs (for exit
+handling), the clients by tracking URI, the active experiment, how the process is
+ending. The fluent API reads and changes it; tests reset it with
+`mltrail.fluent.reset_process_state`.
+
+The exit path: end open runs, flush, report.
 
 Interpreter exit used to be three `atexit` hooks registered from different modules
 in whatever order they happened to be imported, so a store reporting what it could
@@ -20,6 +27,22 @@ import atexit
 import sys
 import threading
 from collections.abc import Callable
+from typing import Any
+
+
+class Process:
+    """Process-wide state: open runs (for exit handling), clients, the experiment."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.open_runs: dict[str, Any] = {}  # run id -> fluent ActiveRun
+        self.clients: dict[str, Any] = {}  # tracking uri -> TrackingClient
+        self.experiment: tuple[str, str] | None = None  # (tracking uri, experiment id)
+        self.hooks_installed = False
+        self.crashed_with: type[BaseException] | None = None
+
+
+process = Process()
 
 END_RUNS = 0
 REPORT = 1
