@@ -698,3 +698,41 @@ def test_eight_processes_sharing_a_spool_and_a_new_experiment_make_each_run_once
     for run in found:
         assert run.info.status == "FINISHED"
         assert len(server.get_metric_history(run.info.run_id, "loss")) == points
+
+
+@pytest.mark.slow
+def test_read_only_spool_at_run_start_leaves_no_empty_run_on_the_server(
+    mlflow_server: Any, mlflow_client_cls: Any, tmp_path: Path
+) -> None:
+    """A read-only spool: a tmpfs mounted read-only in a private mount namespace."""
+    if subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode != 0:
+        pytest.skip("SKIPPED LOUDLY: `unshare -rm` (a user+mount namespace) is not allowed here")
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    experiment = unique("read-only")
+    script = f"""
+import mltrail
+from mltrail.exceptions import MltrailError
+mltrail.set_tracking_uri({mlflow_server.url!r})
+mltrail.set_experiment({experiment!r})
+try:
+    mltrail.start_run(run_name="never")
+    print("started")
+except MltrailError as exc:
+    print("refused:", type(exc).__name__, "is-oserror", isinstance(exc, OSError))
+"""
+    env = {**os.environ, "MLTRAIL_SPOOL_DIR": str(spool), "MLTRAIL_FLUSH_TIMEOUT": "1"}
+    env.pop("MLTRAIL_STRICT", None)
+    done = subprocess.run(
+        [
+            "unshare", "-rm", "sh", "-c",
+            'mount -t tmpfs -o ro tmpfs "$0" && exec "$1" -c "$2"',
+            str(spool), sys.executable, script,
+        ],
+        env=env, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "refused: StorageError is-oserror False" in done.stdout, done.stdout + done.stderr
+    server = mlflow_client_cls(tracking_uri=mlflow_server.url)
+    on_server = server.get_experiment_by_name(experiment)
+    assert server_runs(server, on_server.experiment_id) == []  # no empty RUNNING run
