@@ -34,8 +34,7 @@ def _clean_tracking_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     while mltrail.active_run() is not None:
         mltrail.end_run()
-    fluent._process.experiment = None
-    fluent._process.clients.clear()  # a test may install its own store for a URI
+    fluent.reset_process_state()  # a test may install its own store for a URI
     mltrail.set_tracking_uri(None)
     # Autolog off again: installed patches call straight through without options.
     autolog_options._options.clear()

@@ -25,7 +25,10 @@ from urllib.parse import urlparse
 # Actions: "forward"; "drop" (close without answering, server never sees it);
 # "drop_after" (the server handles it, the answer is lost); ("status", code, retry_after);
 # ("delay", seconds) (the server handles it, the answer comes late);
-# ("rewrite", fn) (fn(json body) -> json body, on the server's answer).
+# ("rewrite", fn) (fn(json body) -> json body, on the server's answer);
+# ("delay_before", seconds) (held, then forwarded: the server sees it late);
+# ("hang", seconds) (a blackhole: never forwarded, never answered; the connection is
+# dropped after `seconds` or at `release_hung()`, whichever comes first).
 Action = Any
 
 
@@ -59,6 +62,7 @@ class FaultyProxy:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._unhang = threading.Event()
         parsed = urlparse(self.target)
         self._host, self._port = parsed.hostname or "127.0.0.1", parsed.port or 80
         proxy = self
@@ -88,6 +92,7 @@ class FaultyProxy:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._unhang.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -105,6 +110,10 @@ class FaultyProxy:
                 for s in self.seen
                 if path_part in s.path and (method is None or s.method == method)
             )
+
+    def release_hung(self) -> None:
+        """End every request held by a "hang" rule (their connections are dropped)."""
+        self._unhang.set()
 
     def reset_counts(self) -> None:
         with self._lock:
@@ -149,12 +158,18 @@ class FaultyProxy:
         if action == "drop":
             self._drop(req)
             return
+        if isinstance(action, tuple) and action[0] == "hang":
+            self._unhang.wait(action[1])
+            self._drop(req)
+            return
         if isinstance(action, tuple) and action[0] == "status":
             _, code, retry_after = action
             headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
             payload = {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "injected"}
             self._reply(req, code, json.dumps(payload).encode(), headers)
             return
+        if isinstance(action, tuple) and action[0] == "delay_before":
+            time.sleep(action[1])
         status, content_type, data = self._forward(req, body)
         if action == "drop_after":
             self._drop(req)

@@ -10,8 +10,8 @@ import pytest
 
 from mltrail import TrackingClient
 from mltrail.stores import resolver
-from mltrail.stores.http import RemoteSettings
-from mltrail.stores.rest import RestStore
+from mltrail.stores.remote.http import RemoteSettings
+from mltrail.stores.remote.store import RestStore
 
 # Short backoff so fault scenarios play out in seconds (see stores/http.py for what each
 # setting means and its default). Timeouts stay generous: a busy test machine can make

@@ -26,11 +26,11 @@ from remote_helpers import RemoteFactory, history, server_runs, unique
 
 import mltrail
 from mltrail import cli
-from mltrail.doctor import doctor
 from mltrail.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mltrail.exceptions import AuthError, RemoteError
-from mltrail.stores import rest
-from mltrail.stores.spool import CLIENT_RUN_ID_TAG
+from mltrail.stores.remote import store as rest
+from mltrail.stores.remote.doctor import doctor
+from mltrail.stores.remote.spool import CLIENT_RUN_ID_TAG
 
 BASE_TS = 1_700_000_000_000
 
@@ -524,7 +524,7 @@ def test_basic_credentials_win_and_reach_the_server(
         assert all(seen.action != "401" for seen in proxy.seen)
 
 
-def test_sync_reports_a_refused_run_and_ships_the_others(
+def test_sync_sets_a_refused_record_aside_and_ships_the_rest(
     mlflow_server: Any,
     remote: RemoteFactory,
     mlflow_module: Any,
@@ -541,25 +541,29 @@ def test_sync_reports_a_refused_run_and_ships_the_others(
             bad = client.create_run(experiment, run_name="bad").info.run_id
             for run_id in (good, bad):
                 client.log_param(run_id, "alpha", 1)
-                client.set_terminated(run_id)
         client.store.close()  # this process is gone; `mltrail sync` takes over
         # A record the server refuses (a param key over its 250-character limit),
-        # as a damaged spool could hold.
-        journal = client.store.spool.store.run_dir(bad) / "journal.jsonl"
+        # as a damaged spool could hold, then the run's end behind it.
+        spooled = client.store.spool.store
+        journal = spooled.run_dir(bad) / "journal.jsonl"
         with open(journal, "a") as handle:
             handle.write('{"k":"b","p":{"%s":"x"}}\n' % ("k" * 300))
+        for run_id in (good, bad):
+            spooled.update_run_info(run_id, "FINISHED", BASE_TS)
 
         proxy.down = False
         monkeypatch.setenv("MLTRAIL_SPOOL_DIR", str(tmp_path / "spool"))
-        assert cli.main(["sync", "--uri", proxy.url]) == 1
+        with pytest.warns(UserWarning, match="refused 1 record"):
+            assert cli.main(["sync", "--uri", proxy.url]) == 1  # something was refused
         out = capsys.readouterr().out
         assert f"shipped {good}" in out
-        assert f"FAILED {bad}" in out
-        assert "1 shipped, 1 refused, 0 left pending" in out
-        # run again: the good run is not sent twice, the bad one is reported again
+        assert f"shipped {bad}" in out
+        assert f"{bad}: 1 refusal(s) by the server, set aside in" in out
+        assert "2 shipped, 0 refused, 0 left pending, 1 with records set aside" in out
+        # run again: nothing is sent twice, nothing is left, the exit code is 0
         proxy.reset_counts()
-        assert cli.main(["sync", "--uri", proxy.url]) == 1
-        assert f"shipped {good}" not in capsys.readouterr().out
+        assert cli.main(["sync", "--uri", proxy.url]) == 0
+        assert "nothing to send" in capsys.readouterr().out
         assert proxy.count("runs/create") == 0
 
     server = mlflow_module.MlflowClient(tracking_uri=mlflow_server.url)
@@ -568,5 +572,6 @@ def test_sync_reports_a_refused_run_and_ships_the_others(
         for r in server_runs(server, server.get_experiment_by_name(name).experiment_id)
     }
     assert set(runs) == {"good", "bad"}
-    assert runs["good"].data.params == {"alpha": "1"}
-    assert runs["good"].info.status == "FINISHED"
+    for run in runs.values():
+        assert run.data.params == {"alpha": "1"}
+        assert run.info.status == "FINISHED"

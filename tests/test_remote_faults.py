@@ -17,7 +17,7 @@ import pytest
 from mlflow_server import MlflowServer, free_port
 from remote_helpers import RemoteFactory, history, server_runs, unique
 
-from mltrail.stores.spool import CLIENT_RUN_ID_TAG
+from mltrail.stores.remote.spool import CLIENT_RUN_ID_TAG
 
 BASE_TS = 1_700_000_000_000
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from mltrail.exceptions import InvalidParameterError
-from mltrail.stores.http import HttpSession, RemoteSettings, encode_json, public_url
-from mltrail.stores.sender import read_journal
-from mltrail.stores.spool import folder_name, unsent_bytes
+from mltrail.stores.remote.http import HttpSession, RemoteSettings, public_url
+from mltrail.stores.remote.shipper import read_journal
+from mltrail.stores.remote.spool import folder_name, unsent_bytes
+from mltrail.stores.remote.wire import encode_json
 
 
 def test_spool_folder_and_printed_address_never_hold_credentials() -> None:

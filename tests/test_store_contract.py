@@ -40,8 +40,8 @@ def client(
     """One store per backend for the module; each test makes its own experiment."""
     if request.param == "local":
         return TrackingClient(str(tmp_path_factory.mktemp("contract") / "store"))
-    if importlib.util.find_spec("mltrail.stores.rest") is None:
-        pytest.skip("the REST store (mltrail.stores.rest) is not written yet")
+    if importlib.util.find_spec("mltrail.stores.remote.store") is None:
+        pytest.skip("the REST store (mltrail.stores.remote.store) is not written yet")
     server = request.getfixturevalue("mlflow_server")
     return TrackingClient(server.url)
 

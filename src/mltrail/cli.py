@@ -21,11 +21,12 @@ from typing import Any
 
 from . import __version__
 from .client import TrackingClient
-from .doctor import add_doctor_command
 from .entities import Experiment, FileInfo, Run, RunStatus, ViewType
 from .exceptions import InvalidParameterError, MltrailError, NotFoundError
 from .model_commands import add_models_commands
-from .sync import add_sync_command
+from .stores.remote.doctor import add_doctor_command
+from .stores.remote.sync import add_sync_command
+from .uri import redact_uri
 
 PARENT_TAG = "mlflow.parentRunId"
 SYSTEM_TAG_PREFIX = "mlflow."
@@ -291,7 +292,7 @@ def runs_table(runs: Sequence[Run], order_by: Sequence[str] = ()) -> str:
 def cmd_runs_list(args: argparse.Namespace) -> int:
     client = _client(args)
     if _store_missing(client) and args.experiment is None:
-        print(f"No runs yet in {client.tracking_uri}. Try `mltrail demo`.")
+        print(f"No runs yet in {redact_uri(client.tracking_uri)}. Try `mltrail demo`.")
         return 0
     if args.all_experiments:
         experiments = client.search_experiments(ViewType.ACTIVE_ONLY)
@@ -302,7 +303,7 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
     else:
         found = _default_experiment(client)
         if found is None:
-            print(f"No runs yet in {client.tracking_uri}. Try `mltrail demo`.")
+            print(f"No runs yet in {redact_uri(client.tracking_uri)}. Try `mltrail demo`.")
             return 0
         experiments = [found]
         title = (
@@ -314,7 +315,7 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
     page = client.search_runs(
         [e.experiment_id for e in experiments], args.filter or "", view, args.limit, order_by
     )
-    print(f"{title}\nat {client.tracking_uri}\n")
+    print(f"{title}\nat {redact_uri(client.tracking_uri)}\n")
     if not page:
         print("No runs match." if args.filter else "No runs.")
         return 0
@@ -501,7 +502,7 @@ def add_runs_commands(subparsers: Subparsers) -> None:
 def cmd_experiments_list(args: argparse.Namespace) -> int:
     client = _client(args)
     if _store_missing(client):
-        print(f"No experiments yet in {client.tracking_uri}. Try `mltrail demo`.")
+        print(f"No experiments yet in {redact_uri(client.tracking_uri)}. Try `mltrail demo`.")
         return 0
     view = ViewType.ALL if args.deleted else ViewType.ACTIVE_ONLY
     experiments = client.search_experiments(view)
@@ -515,7 +516,7 @@ def cmd_experiments_list(args: argparse.Namespace) -> int:
         ]
         for e in experiments
     ]
-    print(f"Experiments at {client.tracking_uri}\n")
+    print(f"Experiments at {redact_uri(client.tracking_uri)}\n")
     print(render_table(["ID", "NAME", "STAGE", "CREATED", "ARTIFACT LOCATION"], rows))
     return 0
 

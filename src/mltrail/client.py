@@ -6,6 +6,7 @@ a bad key fails the same way whichever backend is configured.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -32,8 +33,9 @@ from .entities import (
     RunTag,
     ViewType,
 )
-from .exceptions import InvalidParameterError, NotFoundError
+from .exceptions import AlreadyExistsError, InvalidParameterError, NotFoundError
 from .stores import Store, resolve_store
+from .stores.base import ExperimentResolver
 from .stores.registry import (
     ModelRegistry,
     canonical_stage,
@@ -91,6 +93,34 @@ class TrackingClient:
             for k, v in (tags or {}).items()
         }
         return self.store.create_experiment(name, artifact_location, clean)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait up to `timeout` seconds for this client's records to reach its store.
+
+        Returns:
+            True when nothing is left undelivered (always, for a local store once its
+            finished runs are on disk); what is left stays in the spool for
+            `mltrail sync`.
+        """
+        return self.store.flush(timeout)
+
+    def get_or_create_experiment(self, name: str) -> Experiment:
+        """The experiment called `name`, created when missing (safe when processes race).
+
+        A remote store answers within its start budget, offline if need be (see
+        `RestStore.resolve_experiment`).
+        """
+        if isinstance(self.store, ExperimentResolver):
+            return self.store.resolve_experiment(name)
+        found = self.store.get_experiment_by_name(name)
+        if found is None:
+            # Another process may create it first: then use theirs.
+            with contextlib.suppress(AlreadyExistsError):
+                self.store.create_experiment(name)
+            found = self.store.get_experiment_by_name(name)
+        if found is None:
+            raise NotFoundError(f"Experiment {name!r} could not be created", resource_id=name)
+        return found
 
     def get_experiment(self, experiment_id: str) -> Experiment:
         return self.store.get_experiment(str(experiment_id))
@@ -176,7 +206,9 @@ class TrackingClient:
             Metric(
                 validation.validate_key(m.key, "metric"),
                 validation.metric_value(m.key, m.value),
-                int(m.timestamp) if m.timestamp is not None else _now_ms(),
+                validation.metric_timestamp(m.key, m.timestamp)
+                if m.timestamp is not None
+                else _now_ms(),
                 validation.metric_step(m.key, m.step),
             )
             for m in metrics

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import mltrail
+from mltrail.uri import redact_uri
 
 DEMO_EXPERIMENT = "mltrail-demo"
 FOREST_GRID = ((2, 10), (4, 20), (6, 40))  # (max_depth, n_estimators)
@@ -147,10 +148,13 @@ def run_demo(
     runs = mltrail.search_runs(experiment_ids=[experiment.experiment_id], output_format="list")
     logged = sum(run.info.run_id not in before for run in runs)
     earlier = f", beside {len(runs) - logged} from earlier demos" if len(runs) > logged else ""
-    prefix = "mltrail" if tracking_uri is None else f"mltrail --tracking-uri {tracking_uri}"
+    prefix = (
+        "mltrail" if tracking_uri is None else f"mltrail --tracking-uri {redact_uri(tracking_uri)}"
+    )
     echo(
         f"\n{logged} runs logged to experiment {experiment.name!r} "
-        f"(id {experiment.experiment_id}){earlier}\nat {mltrail.get_tracking_uri()}\n"
+        f"(id {experiment.experiment_id}){earlier}\n"
+        f"at {redact_uri(mltrail.get_tracking_uri())}\n"
         "\nLook at them with:\n"
         f"  {prefix} runs list\n"
         f"  {prefix} runs show {parent_id[:8]}\n"

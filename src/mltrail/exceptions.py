@@ -87,6 +87,43 @@ class RunStateError(MltrailError):
         self.run_id = run_id
 
 
+class StorageError(MltrailError):
+    """mltrail could not write its local files (a full disk, a read-only folder).
+
+    Raised instead of the bare `OSError`, naming the path, so a caller can tell a
+    problem of mltrail's storage from one of its own code.
+
+    Attributes:
+        path: the file or folder that could not be written.
+    """
+
+    error_code = "STORAGE_ERROR"
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+    @classmethod
+    def wrap(cls, exc: OSError, path: object, what: str) -> StorageError:
+        """The error for `exc` raised while doing `what` on `path`."""
+        reason = exc.strerror or type(exc).__name__
+        return cls(f"mltrail could not {what} {path}: {reason}", path=str(path))
+
+
+class DamagedRunError(MltrailError):
+    """A run's files on disk cannot be read (a damaged or hand-edited summary.json).
+
+    Attributes:
+        path: the file that could not be read.
+    """
+
+    error_code = "DATA_LOSS"
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class UnsupportedUriError(InvalidParameterError):
     """A tracking URI whose scheme no installed store handles."""
 

@@ -8,7 +8,6 @@ status that says why (FINISHED, FAILED after an uncaught exception, KILLED).
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import contextvars
 import copy
@@ -22,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from . import runtime
 from .artifacts import RUNS_SCHEME, split_runs_uri
 from .client import TrackingClient
 from .entities import (
@@ -156,19 +156,7 @@ def _adopt(
     return handle
 
 
-class _Process:
-    """Process-wide state: open runs (for exit handling), clients, the experiment."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.open_runs: dict[str, ActiveRun] = {}
-        self.clients: dict[str, TrackingClient] = {}
-        self.experiment: tuple[str, str] | None = None  # (tracking uri, experiment id)
-        self.hooks_installed = False
-        self.crashed_with: type[BaseException] | None = None
-
-
-_process = _Process()
+_process = runtime.process  # the process state lives in `mltrail.runtime`
 
 
 def _forget_parent_runs() -> None:
@@ -216,17 +204,7 @@ def set_experiment(
         experiment = client.get_experiment(str(experiment_id))
     else:
         assert experiment_name is not None
-        found = client.get_experiment_by_name(experiment_name)
-        if found is None:
-            # Another process may create it first: then use theirs.
-            with contextlib.suppress(AlreadyExistsError):
-                client.create_experiment(experiment_name)
-            found = client.get_experiment_by_name(experiment_name)
-        if found is None:
-            raise NotFoundError(
-                f"Experiment {experiment_name!r} could not be created", resource_id=experiment_name
-            )
-        experiment = found
+        experiment = client.get_or_create_experiment(experiment_name)
     if experiment.lifecycle_stage == LifecycleStage.DELETED:
         raise RunStateError(
             f"Experiment {experiment.name!r} ({experiment.experiment_id}) is deleted; "
@@ -571,8 +549,6 @@ def register_model(
     """
     import contextlib
 
-    from .exceptions import AlreadyExistsError
-
     client = _client()
     run_id = None
     if model_uri.startswith(RUNS_SCHEME):
@@ -624,8 +600,20 @@ def flush(timeout: float | None = None) -> bool:
     deadline = time.monotonic() + (_flush_timeout() if timeout is None else timeout)
     delivered = True
     for client in clients:
-        delivered &= client.store.flush(max(0.0, deadline - time.monotonic()))
+        delivered &= client.flush(max(0.0, deadline - time.monotonic()))
     return delivered
+
+
+def reset_process_state() -> None:
+    """Forget the active experiment and every cached client (a test's own stores).
+
+    For test suites: the public way to start the next test from a clean process
+    state, instead of reaching into private attributes. Open runs are not ended here;
+    end them first (`end_run`).
+    """
+    with _process.lock:
+        _process.experiment = None
+        _process.clients.clear()
 
 
 def end_open_runs(status: str) -> None:
@@ -665,7 +653,7 @@ def _install_exit_hooks() -> None:
     if _process.hooks_installed:
         return
     _process.hooks_installed = True
-    atexit.register(_at_exit)
+    runtime.at_exit(runtime.END_RUNS, _at_exit)
     previous_hook = sys.excepthook
 
     def excepthook(

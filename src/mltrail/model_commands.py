@@ -12,6 +12,7 @@ from typing import Any
 
 from .client import TrackingClient
 from .entities import ModelVersion, RegisteredModel
+from .uri import redact_uri
 
 DEFAULT_LIMIT = 100
 MAX_VERSIONS_SHOWN = 50
@@ -41,7 +42,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
     client = TrackingClient(args.tracking_uri)
     page = client.search_registered_models(args.filter, args.limit)
-    print(f"Registered models at {client.tracking_uri}\n")
+    print(f"Registered models at {redact_uri(client.tracking_uri)}\n")
     if not page:
         print("No registered models match." if args.filter else "No registered models yet.")
         return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_ROOT = "mltrail-runs"  # not named like the package, so it cannot shadow the import
 ENV_VARS = ("MLTRAIL_TRACKING_URI", "MLFLOW_TRACKING_URI")
@@ -34,3 +35,25 @@ def get_tracking_uri() -> str:
 
 def is_tracking_uri_set() -> bool:
     return bool(_explicit) or any(os.environ.get(name) for name in ENV_VARS)
+
+
+def redact_uri(uri: str | os.PathLike[str] | None) -> str:
+    """`uri` safe to print: a password in it (``user:password@``) becomes ``***``.
+
+    The one helper every message, CLI line and report uses before showing a URI, so a
+    credential given in the URI (``http://ana:secret@host``) never reaches a terminal
+    or a log. The user name stays: it tells which account is in use.
+    """
+    if uri is None:
+        return ""
+    text = os.fspath(uri)
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return text
+    if "@" not in parts.netloc:
+        return text
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, has_password, _ = userinfo.partition(":")
+    shown = f"{user}:***@{hostport}" if has_password else f"***@{hostport}"
+    return urlunsplit((parts.scheme, shown, parts.path, parts.query, parts.fragment))

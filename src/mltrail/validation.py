@@ -89,11 +89,60 @@ def metric_value(key: str, value: Any) -> float:
     )
 
 
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+
+def _integer(value: Any) -> int | None:
+    """`value` as an int if it is an integer (numpy integers and integral floats too)."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
+        return int(value)
+    return None
+
+
 def metric_step(key: str, step: Any) -> int:
+    """The step as an int64, as the server stores it.
+
+    Checked here because a server given a step outside int64 answers 200, stores step 0
+    and silently drops the rest of that request (MLflow's own client refuses such steps
+    when it serializes them).
+    """
     if step is None:
         return 0
-    if isinstance(step, numbers.Integral):
-        return int(step)
-    if isinstance(step, numbers.Real) and math.isfinite(step) and float(step).is_integer():
-        return int(step)
-    raise InvalidParameterError(f"Step of metric {key!r} must be an integer, got {step!r}", key=key)
+    value = _integer(step)
+    if value is None:
+        raise InvalidParameterError(
+            f"Step of metric {key!r} must be an integer, got {step!r}", key=key
+        )
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise InvalidParameterError(
+            f"Step of metric {key!r} is {value}, outside the 64-bit integer range a tracking "
+            "server stores",
+            key=key,
+        )
+    return value
+
+
+def metric_timestamp(key: str, timestamp: Any) -> int:
+    """The timestamp (milliseconds since the epoch) as a non-negative int64.
+
+    A tracking server refuses a negative timestamp and mangles one beyond int64 (see
+    `metric_step`), so both are refused here, at the call, naming the key.
+    """
+    value = _integer(timestamp)
+    if value is None:
+        raise InvalidParameterError(
+            f"Timestamp of metric {key!r} must be an integer (milliseconds), got {timestamp!r}",
+            key=key,
+        )
+    if not 0 <= value <= INT64_MAX:
+        raise InvalidParameterError(
+            f"Timestamp of metric {key!r} is {value}; a tracking server takes only "
+            "non-negative 64-bit integers (milliseconds since the epoch)",
+            key=key,
+        )
+    return value

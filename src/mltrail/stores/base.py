@@ -102,3 +102,14 @@ class Store(Protocol):
     def flush(self, timeout: float | None = None) -> bool:
         """Deliver pending records; True when nothing is left undelivered."""
         ...
+
+
+@runtime_checkable
+class ExperimentResolver(Protocol):
+    """Optional: a store that finds-or-creates an experiment by name its own way.
+
+    The remote store bounds this by its start budget and falls back to the spool;
+    stores without it get the generic get, create, get-again sequence.
+    """
+
+    def resolve_experiment(self, name: str) -> Experiment: ...

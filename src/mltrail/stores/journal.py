@@ -6,6 +6,11 @@ as of a byte offset in the journal. A reader loads the summary and replays only
 the lines after its offset, so listing thousands of finished runs reads one small
 file each, and an unfinished run (even one whose process was killed) is always
 read in full. A torn last line, left by a crash, has no newline and is ignored.
+
+This module is the one owner of that format: the record kinds (`Kind`), the one
+reader (`iter_lines`, which `read_records` and the shipper both use), the append
+(`write_all`) and the one atomic JSON write (`write_json_atomic`) that the local
+store, the spool and the ship state share.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +35,63 @@ from ..entities import (
     RunInfo,
     RunInputs,
 )
+from ..exceptions import DamagedRunError
 
 JOURNAL = "journal.jsonl"
 SUMMARY = "summary.json"
+_READ_CHUNK = 4 << 20
+
+
+class Kind(str, Enum):
+    """The kind of a journal record, its ``"k"`` field (a str, so JSON keeps it short)."""
+
+    BATCH = "b"  # metrics "m", params "p", tags "t"
+    UPDATE = "u"  # status, end_time, run_name
+    DELETE_TAG = "dt"  # key
+    LIFECYCLE = "lc"  # stage
+    INPUTS = "in"  # datasets "d"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Replace `path` atomically with `payload` as JSON (or with `payload` if it is a
+    str): a reader sees the old file or the new one, never a part."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(payload if isinstance(payload, str) else json.dumps(payload))
+    os.replace(tmp, path)
+
+
+def iter_lines(path: Path, offset: int) -> Iterator[tuple[dict[str, Any] | None, int]]:
+    """Each complete line after `offset`: (record, or None if unreadable; offset past it).
+
+    Read in chunks, so a journal of millions of points is never held whole. A torn
+    last line (no newline) is not yielded; a torn fragment that a later append ended
+    yields None and is skipped by callers.
+    """
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed in the finally below
+    except FileNotFoundError:
+        return
+    try:
+        handle.seek(offset)
+        carry = b""
+        while chunk := handle.read(_READ_CHUNK):
+            data = carry + chunk
+            start = 0
+            while (newline := data.find(b"\n", start)) >= 0:
+                line = data[start:newline]
+                start = newline + 1
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    record = None
+                yield (record if isinstance(record, dict) else None), offset + start
+            offset += start
+            carry = data[start:]
+    finally:
+        handle.close()
 
 
 @dataclass
@@ -55,7 +116,7 @@ class RunState:
 
     def apply(self, record: dict[str, Any]) -> None:
         kind = record["k"]
-        if kind == "b":
+        if kind == Kind.BATCH:
             for key, value, timestamp, step in record.get("m", ()):
                 latest = self.metrics.get(key)
                 if latest is None or (step, timestamp) >= (latest[2], latest[1]):
@@ -64,17 +125,17 @@ class RunState:
             self.tags.update(record.get("t", {}))
             if "mlflow.runName" in record.get("t", {}):
                 self.run_name = record["t"]["mlflow.runName"]
-        elif kind == "u":
+        elif kind == Kind.UPDATE:
             self.status = record["status"]
             self.end_time = record.get("end_time")
             if record.get("run_name"):
                 self.run_name = record["run_name"]
                 self.tags["mlflow.runName"] = record["run_name"]
-        elif kind == "dt":
+        elif kind == Kind.DELETE_TAG:
             self.tags.pop(record["key"], None)
-        elif kind == "lc":
+        elif kind == Kind.LIFECYCLE:
             self.lifecycle_stage = record["stage"]
-        elif kind == "in":
+        elif kind == Kind.INPUTS:
             self.inputs.extend(record["d"])
 
     def to_run(self) -> Run:
@@ -109,10 +170,26 @@ def encode(record: dict[str, Any]) -> bytes:
     return (json.dumps(record, separators=(",", ":")) + "\n").encode()
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte of `data` to `fd`, looping on short writes.
+
+    `os.write` may write less than asked (a signal, a nearly full disk); ignoring its
+    return value could leave a torn line behind a call that returned normally. A line
+    is still one `write` in the common case, which is what keeps concurrent appends
+    of whole lines from interleaving.
+    """
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:  # pragma: no cover - os.write raises rather than return 0
+            raise OSError("write returned 0 bytes")
+        view = view[written:]
+
+
 def batch_record(
     metrics: list[Metric], params: dict[str, str], tags: dict[str, str]
 ) -> dict[str, Any]:
-    record: dict[str, Any] = {"k": "b"}
+    record: dict[str, Any] = {"k": Kind.BATCH.value}
     if metrics:
         record["m"] = [[m.key, m.value, m.timestamp, m.step] for m in metrics]
     if params:
@@ -132,26 +209,33 @@ def decode_input(raw: dict[str, Any]) -> DatasetInput:
 
 
 def read_records(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
-    """Complete records after `offset`, and the offset just past the last one."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            data = handle.read()
-    except FileNotFoundError:
-        return [], offset
-    end = data.rfind(b"\n") + 1  # a torn last line has no newline: leave it
+    """Complete records after `offset`, and the offset just past the last complete line."""
     records = []
-    for line in data[:end].splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue  # a torn fragment that a later append terminated
-    return records, offset + end
+    last = offset
+    for record, past in iter_lines(path, offset):
+        last = past
+        if record is not None:
+            records.append(record)
+    return records, last
 
 
 def load_state(run_dir: Path) -> RunState:
-    """The run's state: its summary plus whatever the journal holds after it."""
-    state = RunState.from_json((run_dir / SUMMARY).read_text())
+    """The run's state: its summary plus whatever the journal holds after it.
+
+    Raises:
+        FileNotFoundError: no summary (a run folder still being created).
+        DamagedRunError: the summary cannot be read as a run's state.
+    """
+    path = run_dir / SUMMARY
+    text = path.read_text()
+    try:
+        state = RunState.from_json(text)
+    except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        raise DamagedRunError(
+            f"Run {run_dir.name}: {path} is damaged and cannot be read ({exc}); the run's "
+            f"records are in {run_dir / JOURNAL}",
+            path=str(path),
+        ) from exc
     try:
         size = os.stat(run_dir / JOURNAL).st_size
     except FileNotFoundError:
@@ -165,9 +249,7 @@ def load_state(run_dir: Path) -> RunState:
 
 def write_summary(run_dir: Path, state: RunState | str) -> None:
     """Replace the summary atomically, so a reader sees the old one or the new one."""
-    tmp = run_dir / f".{SUMMARY}.{os.getpid()}.{threading.get_ident()}.tmp"
-    tmp.write_text(state if isinstance(state, str) else state.to_json())
-    os.replace(tmp, run_dir / SUMMARY)
+    write_json_atomic(run_dir / SUMMARY, state if isinstance(state, str) else state.to_json())
 
 
 def metric_history(run_dir: Path, key: str) -> list[Metric]:
@@ -175,7 +257,7 @@ def metric_history(run_dir: Path, key: str) -> list[Metric]:
     return [
         Metric(k, value, timestamp, step)
         for record in records
-        if record["k"] == "b"
+        if record["k"] == Kind.BATCH
         for k, value, timestamp, step in record.get("m", ())
         if k == key
     ]

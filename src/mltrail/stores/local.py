@@ -2,7 +2,7 @@
 
 Layout under the root folder::
 
-    names/<sha1 of name>        experiment id, created with O_EXCL (race-free)
+    names/<sha1 of name>        experiment id, linked into place whole (race-free)
     <experiment_id>/meta.json   the experiment
     <experiment_id>/<run_id>/   journal.jsonl, summary.json, artifacts/
 
@@ -47,13 +47,15 @@ from ..entities import (
 )
 from ..exceptions import (
     AlreadyExistsError,
+    DamagedRunError,
     InvalidParameterError,
     NotFoundError,
     ParamConflictError,
     RunStateError,
+    StorageError,
 )
 from . import journal
-from .journal import RunState
+from .journal import Kind, RunState
 
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
@@ -72,12 +74,41 @@ class _OpenRun:
     run_dir: Path
     fd: int
     state: RunState
+    torn: bool = False  # a failed append left part of a line: end it before the next
 
 
-def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+@contextlib.contextmanager
+def _writing(path: Path, what: str = "write") -> Iterator[None]:
+    """Turn an OSError (disk full, read-only folder) into mltrail's StorageError."""
+    try:
+        yield
+    except OSError as exc:
+        raise StorageError.wrap(exc, path, what) from exc
+
+
+_write_json_atomic = journal.write_json_atomic
+
+
+def _publish_exclusive(path: Path, content: bytes) -> bool:
+    """Create `path` holding `content`, unless it exists; False when it did.
+
+    The content is written to a private temporary file first and then hard-linked into
+    place: `link` fails if the name exists (the O_EXCL guarantee) and the name never
+    appears empty, so a process reading it while another creates it sees the whole id
+    or nothing. (Creating with O_EXCL and writing afterwards let a concurrent reader
+    find an empty name file and fail with "No experiment with id ''".)
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(payload))
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(content)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class LocalStore:
@@ -111,6 +142,12 @@ class LocalStore:
     def _create_experiment(
         self, name: str, artifact_location: str | None, tags: dict[str, str], fixed_id: str | None
     ) -> str:
+        with _writing(self.root, "create an experiment in"):
+            return self._create_experiment_files(name, artifact_location, tags, fixed_id)
+
+    def _create_experiment_files(
+        self, name: str, artifact_location: str | None, tags: dict[str, str], fixed_id: str | None
+    ) -> str:
         (self.root / "names").mkdir(parents=True, exist_ok=True)
         exp_dir = self._claim_experiment_dir(fixed_id)
         experiment_id = exp_dir.name
@@ -124,18 +161,12 @@ class LocalStore:
             "last_update_time": now_ms(),
         }
         _write_json_atomic(exp_dir / _META, meta)
-        try:
-            fd = os.open(self._name_file(name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
+        if not _publish_exclusive(self._name_file(name), experiment_id.encode()):
             if fixed_id is not None:
                 # Another process created the default first. Its folder is this one: keep it.
                 return fixed_id
             shutil.rmtree(exp_dir, ignore_errors=True)
-            raise AlreadyExistsError(
-                f"Experiment {name!r} already exists", resource_id=name
-            ) from None
-        with os.fdopen(fd, "w") as handle:
-            handle.write(experiment_id)
+            raise AlreadyExistsError(f"Experiment {name!r} already exists", resource_id=name)
         return experiment_id
 
     def _claim_experiment_dir(self, fixed_id: str | None) -> Path:
@@ -220,11 +251,32 @@ class LocalStore:
             )
         run_id = run_id or uuid.uuid4().hex
         run_dir = self.root / experiment.experiment_id / run_id
-        run_dir.mkdir()
+        with _writing(run_dir, "create the run folder"):
+            run_dir.mkdir()
+            try:
+                self._create_run_files(
+                    run_dir, experiment.experiment_id, run_id, user_id, start_time, tags, run_name
+                )
+            except OSError:
+                shutil.rmtree(run_dir, ignore_errors=True)  # no half-made run is left
+                raise
+        with self._lock:
+            return self._open[run_id].state.to_run()
+
+    def _create_run_files(
+        self,
+        run_dir: Path,
+        experiment_id: str,
+        run_id: str,
+        user_id: str,
+        start_time: int,
+        tags: Sequence[RunTag],
+        run_name: str,
+    ) -> None:
         (run_dir / "artifacts").mkdir()
         state = RunState(
             run_id=run_id,
-            experiment_id=experiment.experiment_id,
+            experiment_id=experiment_id,
             run_name=run_name,
             user_id=user_id,
             status=RunStatus.RUNNING,
@@ -238,7 +290,10 @@ class LocalStore:
         with self._lock:
             self._open[run_id] = _OpenRun(run_dir, fd, state)
             self._run_dirs[run_id] = run_dir
-        return state.to_run()
+
+    def is_open(self, run_id: str) -> bool:
+        """Whether this process still writes to the run (it has not ended here)."""
+        return run_id in self._open
 
     def run_dir(self, run_id: str) -> Path:
         """The folder of a run, wherever its experiment is."""
@@ -280,7 +335,7 @@ class LocalStore:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
             size = os.fstat(fd).st_size
             if size and os.pread(fd, 1, size - 1) != b"\n":
-                os.write(fd, b"\n")  # close a torn line left by a crashed writer
+                journal.write_all(fd, b"\n")  # close a torn line left by a crashed writer
             opened = _OpenRun(run_dir, fd, journal.load_state(run_dir))
             self._open[run_id] = opened
         else:
@@ -298,7 +353,19 @@ class LocalStore:
                     f"Run {run_id!r} is deleted; restore it before logging to it", run_id=run_id
                 )
             data = journal.encode(record)
-            os.write(opened.fd, data)
+            with _writing(opened.run_dir / journal.JOURNAL, "append to"):
+                if opened.torn:
+                    # The part of a line a failed append left would swallow this record:
+                    # end it first (readers skip it as a torn fragment).
+                    journal.write_all(opened.fd, b"\n")
+                    opened.torn = False
+                    state.offset = os.fstat(opened.fd).st_size
+                before = state.offset
+                try:
+                    journal.write_all(opened.fd, data)
+                except OSError:
+                    opened.torn = os.fstat(opened.fd).st_size != before
+                    raise
             state.offset += len(data)
             state.apply(record)
             return state
@@ -310,7 +377,7 @@ class LocalStore:
     def update_run_info(
         self, run_id: str, status: str, end_time: int | None, run_name: str | None = None
     ) -> RunInfo:
-        record: dict[str, Any] = {"k": "u", "status": status, "end_time": end_time}
+        record: dict[str, Any] = {"k": Kind.UPDATE.value, "status": status, "end_time": end_time}
         if run_name:
             record["run_name"] = run_name
         with self._lock:
@@ -327,7 +394,7 @@ class LocalStore:
 
     def set_lifecycle(self, run_id: str, deleted: bool) -> None:
         stage = LifecycleStage.DELETED if deleted else LifecycleStage.ACTIVE
-        self._append(run_id, {"k": "lc", "stage": stage}, check_active=False)
+        self._append(run_id, {"k": Kind.LIFECYCLE.value, "stage": stage}, check_active=False)
 
     def log_batch(
         self,
@@ -357,13 +424,15 @@ class LocalStore:
 
     def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput]) -> None:
         if datasets:
-            self._append(run_id, {"k": "in", "d": [journal.encode_input(d) for d in datasets]})
+            self._append(
+                run_id, {"k": Kind.INPUTS.value, "d": [journal.encode_input(d) for d in datasets]}
+            )
 
     def delete_tag(self, run_id: str, key: str) -> None:
         with self._lock:
             if key not in self._state(run_id).tags:
                 raise NotFoundError(f"Run {run_id} has no tag {key!r}", resource_id=key)
-            self._append(run_id, {"k": "dt", "key": key})
+            self._append(run_id, {"k": Kind.DELETE_TAG.value, "key": key})
 
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         return journal.metric_history(self.run_dir(run_id), key)
@@ -392,8 +461,12 @@ class LocalStore:
                     continue
                 try:
                     state = self._state_for_listing(entry.name, Path(entry.path))
-                except (FileNotFoundError, ValueError):
+                except FileNotFoundError:
                     continue  # a run folder whose creation is still under way
+                except DamagedRunError as exc:
+                    # One damaged run must not hide the others (nor read as "No runs").
+                    warnings.warn(f"mltrail: skipped in the listing: {exc.message}", stacklevel=2)
+                    continue
                 if not LifecycleStage.matches_view_type(run_view_type, state.lifecycle_stage):
                     continue
                 run = state.to_run()

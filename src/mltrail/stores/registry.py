@@ -116,10 +116,10 @@ def resolve_registry(store: Store) -> ModelRegistry:
         from .local_registry import LocalRegistry
 
         return LocalRegistry(store.root / "registry")
-    from .rest import RestStore
+    from .remote.store import RestStore
 
     if isinstance(store, RestStore):
-        from .rest_registry import RestRegistry
+        from .remote.registry import RestRegistry
 
         return RestRegistry(store)
     raise MltrailError(

@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from ..exceptions import UnsupportedUriError
+from ..uri import redact_uri
 from .base import Store
 
 ENTRY_POINT_GROUP = "mltrail.stores"
@@ -38,7 +39,7 @@ def _build(uri: str) -> Store:
         return LocalStore(path)
     scheme = urlparse(uri).scheme
     if scheme in ("http", "https"):
-        from .rest import RestStore
+        from .remote.store import RestStore
 
         return RestStore(uri)
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
@@ -48,11 +49,11 @@ def _build(uri: str) -> Store:
     if scheme in ("sqlite", "postgresql", "mysql", "mssql"):
         hint = (
             f" mltrail talks to databases through an MLflow tracking server: run "
-            f"`mlflow server --backend-store-uri {uri}` and set the tracking URI to its "
-            "address, e.g. http://127.0.0.1:5000."
+            f"`mlflow server --backend-store-uri {redact_uri(uri)}` and set the tracking URI "
+            "to its address, e.g. http://127.0.0.1:5000."
         )
     raise UnsupportedUriError(
-        f"No mltrail store handles the tracking URI {uri!r} (scheme {scheme!r}). Use a "
+        f"No mltrail store handles the tracking URI {redact_uri(uri)!r} (scheme {scheme!r}). Use a "
         f"folder path, a file: URI or an http(s):// server address, or install a plugin "
         f"registering {scheme!r} in the {ENTRY_POINT_GROUP!r} entry-point group.{hint}",
         key="tracking_uri",

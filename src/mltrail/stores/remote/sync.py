@@ -1,7 +1,7 @@
 """`mltrail sync`: ship what earlier processes left in the spool.
 
 A process logging to a tracking server keeps every record in the spool until
-the server has it (see `mltrail.stores.rest`). When the server was down, or the
+the server has it (see `mltrail.stores.remote.store`). When the server was down, or the
 process was killed, the rest waits there; this command sends it:
 
     mltrail sync                      # every server with pending runs
@@ -10,8 +10,11 @@ process was killed, the rest waits there; this command sends it:
 
 Each run resumes exactly where shipping stopped (the spool records what the
 server accepted), so running the command twice, or after an interruption,
-leaves the server in the same state. A run the server refuses is reported and
-skipped; the others are still shipped. Exit code 0 when nothing is left.
+leaves the server in the same state. A record the server refuses (a 4xx answer)
+is set aside in the run's ``refused.jsonl`` and named in the report; the run's
+other records are still shipped. A run the server refuses altogether (it cannot
+be created) is reported and skipped; the others are still shipped. Exit code 0
+when nothing is left and nothing was refused.
 Credentials come from the same variables as for logging
 (``MLFLOW_TRACKING_TOKEN``, ...); the spool never stores them.
 """
@@ -24,10 +27,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .exceptions import AuthError, MltrailError
-from .stores.http import HttpSession, RemoteSettings, is_transient, public_url
-from .stores.sender import Shipper
-from .stores.spool import Spool, folder_name, pending, spool_folders
+from ...exceptions import AuthError, MltrailError
+from ...uri import redact_uri
+from .http import HttpSession, RemoteSettings, is_transient, public_url
+from .shipper import Shipper
+from .spool import (
+    REFUSED,
+    RunLock,
+    ShipState,
+    Spool,
+    folder_name,
+    pending,
+    prune_delivered,
+    spool_folders,
+)
 
 _MAX_PASSES = 5  # a run still being written by a live process is not chased forever
 
@@ -39,10 +52,14 @@ class SyncReport:
     shipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     left: list[str] = field(default_factory=list)
+    # run -> records the server refused in this call, set aside in the run's refused.jsonl
+    refused: dict[str, list[str]] = field(default_factory=dict)
+    # run -> journal bytes removed after confirmed delivery (a receipt stays)
+    pruned: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.left
+        return not self.failed and not self.left and not self.refused
 
 
 def _folders(uri: str | None, root: Path) -> Iterator[tuple[Path, str]]:
@@ -80,6 +97,8 @@ def sync(
     for folder, server_uri in _folders(uri, settings.spool_dir):
         spool = Spool.open_folder(folder)
         runs = list(spool.pending_runs())
+        if not dry_run:
+            _prune_folder(spool, report, echo)
         if not runs:
             continue
         found_any = True
@@ -91,13 +110,40 @@ def sync(
                 report.left.append(run_dir.name)
             continue
         http = HttpSession(server_uri, settings)
+        shipper = Shipper(http, spool, retries=settings.retries, may_prune=lambda _: True)
         try:
-            _sync_folder(Shipper(http, spool, retries=settings.retries), runs, report, echo)
+            _sync_folder(shipper, runs, report, echo)
         finally:
             http.close()
     if not found_any:
         echo("mltrail sync: nothing to send" + (f" to {public_url(uri)}" if uri else ""))
     return report
+
+
+def _prune_folder(spool: Spool, report: SyncReport, echo: Callable[[str], Any]) -> None:
+    """Remove the journals of runs already delivered (by any process), keeping receipts."""
+    freed = 0
+    for run_dir in spool.run_dirs():
+        lock = RunLock(run_dir)
+        if not lock.acquire():
+            continue  # being shipped right now
+        try:
+            state = ShipState.load(run_dir)
+            if pending(run_dir, state):
+                continue
+            size = prune_delivered(run_dir, state)
+        except (OSError, MltrailError, ValueError, TypeError):
+            continue  # a damaged run folder is reported by the shipping pass, not here
+        finally:
+            lock.release()
+        if size:
+            report.pruned[run_dir.name] = size
+            freed += size
+    if report.pruned:
+        echo(
+            f"{spool.server_url}: pruned the journals of {len(report.pruned)} delivered "
+            f"run(s), {freed:,} bytes freed; their receipts stay in {spool.folder}"
+        )
 
 
 def _sync_folder(
@@ -108,10 +154,12 @@ def _sync_folder(
 ) -> None:
     for index, (run_dir, _) in enumerate(runs):
         run_id = run_dir.name
+        refused: list[str] = []
         try:
             result = None
             for _ in range(_MAX_PASSES):
                 result = shipper.ship_run(run_dir)
+                refused += result.refused
                 if result.complete or result.busy:
                     break
         except AuthError as exc:
@@ -126,10 +174,23 @@ def _sync_folder(
             echo(f"  FAILED {run_id}: {exc.message}")
             report.failed[run_id] = exc.message
             continue
+        except OSError as exc:
+            echo(f"  stopped, the spool cannot be written: {exc}")
+            report.left.extend(r.name for r, _ in runs[index:])
+            return
         except Exception as exc:  # a damaged spool folder must not stop the others
             echo(f"  FAILED {run_id}: {type(exc).__name__}: {exc}")
             report.failed[run_id] = f"{type(exc).__name__}: {exc}"
             continue
+        finally:
+            if refused:
+                report.refused[run_id] = refused
+                echo(
+                    f"  {run_id}: {len(refused)} refusal(s) by the server, set aside in "
+                    f"{run_dir / REFUSED}:"
+                )
+                for note in refused:
+                    echo(f"    {note}")
         assert result is not None
         if result.busy:
             echo(f"  skipped {run_id}: another process is shipping it right now")
@@ -140,11 +201,14 @@ def _sync_folder(
         else:
             target = result.server_run_id
             alias = "" if target == run_id else f" (server run id {target})"
+            pruned = f", journal pruned ({result.pruned:,} bytes)" if result.pruned else ""
             echo(
                 f"  shipped {run_id}{alias}: {result.records} records, "
-                f"{result.artifacts} artifact files, {result.requests} requests"
+                f"{result.artifacts} artifact files, {result.requests} requests{pruned}"
             )
             report.shipped.append(run_id)
+            if result.pruned:
+                report.pruned[run_id] = result.pruned
 
 
 def pending_count(uri: str, settings: RemoteSettings | None = None) -> tuple[int, Path]:
@@ -175,21 +239,22 @@ def add_sync_command(subparsers: Any) -> None:
 def cmd_sync(args: argparse.Namespace) -> int:
     uri = args.uri or getattr(args, "tracking_uri", None)  # the global option works too
     if uri is not None and not uri.startswith(("http://", "https://")):
-        print(f"mltrail sync: {uri!r} is not an http(s):// server; nothing to send")
+        print(f"mltrail sync: {redact_uri(uri)!r} is not an http(s):// server; nothing to send")
         return 0
     report = sync(uri, dry_run=args.dry_run)
     if args.dry_run:
         return 0
     if report.shipped or report.failed or report.left:
+        set_aside = f", {len(report.refused)} with records set aside" if report.refused else ""
         print(
             f"mltrail sync: {len(report.shipped)} shipped, {len(report.failed)} refused, "
-            f"{len(report.left)} left pending"
+            f"{len(report.left)} left pending{set_aside}"
         )
     return 0 if report.ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m mltrail.sync`, the same as `mltrail sync`."""
+    """`python -m mltrail.stores.remote.sync`, the same as `mltrail sync`."""
     parser = argparse.ArgumentParser(prog="mltrail")
     add_sync_command(parser.add_subparsers())
     args = parser.parse_args(["sync", *(argv or [])] if argv is not None else None)

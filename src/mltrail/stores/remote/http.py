@@ -27,8 +27,8 @@ Tuning, all optional (seconds unless said otherwise):
   experiment lookups); the background sender retries for as long as the process lives;
 - ``MLTRAIL_HTTP_BACKOFF`` (0.5): first backoff delay, doubled at each retry;
 - ``MLTRAIL_HTTP_BACKOFF_MAX`` (30): the longest backoff delay;
-- ``MLTRAIL_CREATE_TIMEOUT`` (2): how long `create_run` waits for the server before
-  giving the run a local id and carrying on offline;
+- ``MLTRAIL_CREATE_TIMEOUT`` (2): how long `set_experiment` and `create_run` wait for
+  the server before carrying on offline with local ids (the request goes on);
 - ``MLTRAIL_SEND_INTERVAL`` (0.1): how long the sender lets records gather before a
   request, so a tight logging loop ships in few large batches;
 - ``MLTRAIL_END_RUN_TIMEOUT`` (0): how long ending a run waits for its records to
@@ -44,8 +44,6 @@ from __future__ import annotations
 
 import base64
 import email.utils
-import json
-import math
 import os
 import random
 import shutil
@@ -61,7 +59,7 @@ from urllib.parse import quote, urlparse, urlunparse
 import requests
 import urllib3
 
-from ..exceptions import (
+from ...exceptions import (
     AlreadyExistsError,
     AuthError,
     InvalidParameterError,
@@ -70,6 +68,7 @@ from ..exceptions import (
     ParamConflictError,
     RemoteError,
 )
+from .wire import encode_json
 
 API = "/api/2.0/mlflow/"
 ARTIFACTS_API = "/api/2.0/mlflow-artifacts/artifacts"
@@ -144,6 +143,29 @@ def is_transient(exc: BaseException) -> bool:
     return bool(getattr(exc, "transient", False))
 
 
+def request_sent(exc: BaseException) -> bool:
+    """False only when a failed request certainly never reached the server (the
+    connection was refused or could not be opened in time); True when it may have:
+    the server may have acted on it even though no answer came back."""
+    return bool(getattr(exc, "sent", True))
+
+
+def _never_sent(exc: BaseException) -> bool:
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    inner: BaseException | None = exc
+    for _ in range(10):  # the chain is short; bounded all the same
+        if inner is None:
+            return False
+        if isinstance(inner, (urllib3.exceptions.NewConnectionError, ConnectionRefusedError)):
+            return True
+        reason = getattr(inner, "reason", None)
+        inner = (
+            reason if isinstance(reason, BaseException) else (inner.__cause__ or inner.__context__)
+        )
+    return False
+
+
 def retry_after(exc: BaseException) -> float | None:
     """The delay a server asked for with Retry-After, if it did."""
     return getattr(exc, "retry_after", None)
@@ -161,22 +183,6 @@ def _parse_retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-def encode_json(payload: Mapping[str, Any]) -> bytes:
-    """JSON with non-finite floats as the strings "NaN", "Infinity", "-Infinity",
-    which is how the REST API spells them (bare NaN tokens are not JSON)."""
-    return json.dumps(_finite(payload), ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 class HttpSession:
@@ -402,6 +408,7 @@ class HttpSession:
             text = f"Could not reach the tracking server at {self.base_url} ({what})"
         error = RemoteError(f"{text}: {self._reason(exc)}", error_code="TEMPORARILY_UNAVAILABLE")
         error.transient = True  # type: ignore[attr-defined]
+        error.sent = not _never_sent(exc)  # type: ignore[attr-defined]
         return error
 
     def _reason(self, exc: BaseException) -> str:

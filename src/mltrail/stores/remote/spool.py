@@ -9,6 +9,7 @@ never from its credentials. Inside, a local store (the same journals as
     experiments.json                   spool experiment id -> server experiment id
     <exp>/<run>/ship.json              what of this run the server already has
     <exp>/<run>/.ship.lock             held (flock) by whoever ships the run
+    <exp>/<run>/refused.jsonl          records the server refused, set aside with why
 
 `ship.json` is replaced atomically after each request that the server accepted,
 so shipping resumes exactly where it stopped, whichever process stopped.
@@ -23,14 +24,17 @@ import json
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from . import journal
-from .local import LocalStore
+from ...entities import RunStatus
+from ...exceptions import StorageError
+from .. import journal
+from ..local import LocalStore
 
 try:
     import fcntl
@@ -43,6 +47,7 @@ EXPERIMENT_MAP = "experiments.json"
 LOCK_FILE = ".ship.lock"
 ARTIFACTS = "artifacts"
 CLIENT_RUN_ID_TAG = "mltrail.clientRunId"
+REFUSED = "refused.jsonl"  # records the server refused, set aside (see Shipper._set_aside)
 
 
 def folder_name(server_url: str) -> str:
@@ -53,10 +58,22 @@ def folder_name(server_url: str) -> str:
     return re.sub(r"[^\w.-]+", "_", raw).strip("_")
 
 
-def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(payload))
-    os.replace(tmp, path)
+_write_json_atomic = journal.write_json_atomic
+
+
+def append_line(path: Path, data: bytes) -> None:
+    """Append `data` (whole lines) to `path` with O_APPEND, every byte written."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        journal.write_all(fd, data)
+    finally:
+        os.close(fd)
+
+
+def refused_records(run_dir: Path) -> list[dict[str, Any]]:
+    """The records of a run that the server refused and the shipper set aside."""
+    records, _ = journal.read_records(run_dir / REFUSED, 0)
+    return records
 
 
 @dataclass
@@ -71,10 +88,15 @@ class ShipState:
         create_sent: a `runs/create` for the run may have reached the server (its
             answer lost), so the sender looks the run up by its client id before
             creating it; False only for a run never offered to the server.
+        create_settles_at: when (seconds since the epoch) a `runs/create` whose answer
+            was lost has surely either landed or been given up by the server: until
+            then a lookup that misses the run proves nothing, and no new create is sent.
         offset: the journal byte offset up to which every record was accepted.
         artifact_uri: the run's artifact URI on the server.
         uploaded: artifact files uploaded so far.
         error: the last permanent refusal by the server, for `mltrail sync` to report.
+        pruned: once the run was delivered and its journal removed, how many bytes that
+            freed and when (ms): the rest of the folder is the run's receipt.
     """
 
     client_run_id: str
@@ -82,10 +104,12 @@ class ShipState:
     server_experiment_id: str | None = None
     create: dict[str, Any] = field(default_factory=dict)
     create_sent: bool = True
+    create_settles_at: float | None = None
     offset: int = 0
     artifact_uri: str | None = None
     uploaded: int = 0
     error: str | None = None
+    pruned: dict[str, int] | None = None
 
     @classmethod
     def load(cls, run_dir: Path) -> ShipState:
@@ -158,6 +182,53 @@ def pending(run_dir: Path, state: ShipState | None = None) -> Pending:
     )
 
 
+PRUNING = ".journal.pruning"  # a journal being removed after delivery
+
+
+def prune_delivered(run_dir: Path, state: ShipState) -> int:
+    """Remove a delivered run's journal, keeping a receipt; return the bytes freed.
+
+    Only a run that ended, whose every record and artifact the server confirmed, is
+    pruned (0 is returned otherwise). What stays is the receipt: `summary.json` (the
+    run's final state, so the spool can still list it and read it offline, all but
+    metric histories) and `ship.json` (its server id, so the local id keeps resolving
+    and `mltrail sync` knows there is nothing to send). The caller holds the run's
+    ship lock and makes sure no process of its own still writes to the run.
+
+    The journal is renamed away first, then the summary is rewritten as the whole
+    state at offset 0, then the ship state's offset set to 0, then the renamed file
+    removed. A crash at any step leaves a run that reads complete and ships nothing
+    twice; a later call finishes the job.
+    """
+    journal_path = run_dir / journal.JOURNAL
+    leftover = run_dir / PRUNING
+    if state.server_run_id is None:
+        return 0
+    try:
+        size = os.stat(journal_path).st_size
+    except FileNotFoundError:
+        size = 0
+    if size == 0 and not leftover.exists():
+        return 0
+    if size and (unsent_bytes(run_dir, state.offset) or state.offset != size):
+        return 0
+    if pending_artifacts(run_dir):
+        return 0
+    run_state = journal.load_state(run_dir)
+    if not RunStatus.is_terminated(run_state.status):
+        return 0
+    if size:
+        os.replace(journal_path, leftover)
+    run_state.offset = 0
+    journal.write_summary(run_dir, run_state)
+    state.offset = 0
+    freed = size or (leftover.stat().st_size if leftover.exists() else 0)
+    state.pruned = {"bytes": freed, "at": int(time.time() * 1000)}
+    state.save(run_dir)
+    leftover.unlink(missing_ok=True)
+    return freed
+
+
 class RunLock:
     """An exclusive, non-blocking lock on shipping one run, released if its holder dies."""
 
@@ -208,11 +279,35 @@ class Spool:
         return spool
 
     def ensure_folder(self) -> None:
-        """Create the folder and record which server it belongs to."""
+        """Create the folder and record which server it belongs to.
+
+        Raises:
+            StorageError: the folder cannot be written.
+        """
         marker = self.folder / SERVER_FILE
         if not marker.exists():
-            self.folder.mkdir(parents=True, exist_ok=True)
-            _write_json_atomic(marker, {"url": self.server_url})
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                _write_json_atomic(marker, {"url": self.server_url})
+            except OSError as exc:
+                raise StorageError.wrap(exc, self.folder, "write the spool folder") from exc
+
+    def probe(self, spool_experiment_id: str) -> None:
+        """Check that a run can be written in the spool experiment, before the server is
+        asked for one: a run the spool cannot hold would stay empty and RUNNING there.
+
+        Raises:
+            StorageError: the spool is full or not writable.
+        """
+        folder = self.folder / spool_experiment_id
+        probe = folder / f".probe.{os.getpid()}.{threading.get_ident()}"
+        try:
+            with open(probe, "wb") as handle:
+                handle.write(b"x" * 512)  # a full disk refuses data, not only new names
+            probe.unlink()
+        except OSError as exc:
+            probe.unlink(missing_ok=True)
+            raise StorageError.wrap(exc, folder, "write a run in the spool folder") from exc
 
     # experiment mapping --------------------------------------------------
 

@@ -20,8 +20,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .exceptions import AuthError, MltrailError, RemoteError
-from .stores.http import (
+from ...exceptions import AuthError, MltrailError, RemoteError
+from .http import (
     ARTIFACTS_API,
     HttpSession,
     RemoteSettings,

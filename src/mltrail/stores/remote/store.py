@@ -1,8 +1,8 @@
 """The remote store: any MLflow tracking server by its http(s):// address.
 
 Writes never wait on the network. Each logging call lands first in the spool
-(`mltrail.stores.spool`: a local journal store, each record on disk before the
-call returns); a daemon thread (`mltrail.stores.sender`) ships the records in
+(`mltrail.stores.remote.spool`: a local journal store, each record on disk before the
+call returns); a daemon thread (`mltrail.stores.remote.sender`) ships the records in
 `runs/log-batch` requests over one keep-alive session, retrying with backoff
 while the server is down, answers 5xx/429 or hangs. What is still unsent when
 the process exits stays in the spool, and one message names the command that
@@ -23,7 +23,7 @@ Artifacts go through the server's proxied artifact API (the default of
 ``mlflow server``, ``--serve-artifacts``); a server that does not proxy
 artifacts gets a clear error naming that flag. Auth, TLS, timeouts, retries
 and the spool folder are set by environment variables listed in
-`mltrail.stores.http`. ``MLTRAIL_FLUSH_TIMEOUT`` (default 5 s) bounds the wait
+`mltrail.stores.remote.http`. ``MLTRAIL_FLUSH_TIMEOUT`` (default 5 s) bounds the wait
 for delivery at interpreter exit.
 
 Other server features (the model registry) use `RestStore.http`, the one
@@ -33,8 +33,9 @@ id into the server's.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
+import functools
+import math
 import os
 import sys
 import threading
@@ -42,39 +43,41 @@ import time
 import uuid
 import warnings
 import weakref
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from ..entities import (
-    Dataset,
+from ... import runtime
+from ...entities import (
     DatasetInput,
     Experiment,
     FileInfo,
-    InputTag,
     Metric,
     PagedList,
     Param,
     Run,
-    RunData,
     RunInfo,
-    RunInputs,
     RunStatus,
     RunTag,
     ViewType,
 )
-from ..exceptions import (
+from ...exceptions import (
     AlreadyExistsError,
     InvalidParameterError,
     NotFoundError,
     RemoteError,
 )
-from . import journal
-from .http import HttpSession, RemoteSettings, artifact_root, is_transient
-from .sender import Sender, Shipper
-from .spool import CLIENT_RUN_ID_TAG, ShipState, Spool, pending
+from .. import journal
+from .budget import ForegroundCall
+from .http import HttpSession, RemoteSettings, artifact_root, is_transient, request_sent
+from .ids import RunIds, RunRef
+from .sender import Sender
+from .shipper import Shipper
+from .spool import CLIENT_RUN_ID_TAG, RunLock, ShipState, Spool, pending
+from .wire import metric_value, parse_experiment, parse_run, tag_list
 
+T = TypeVar("T")
 LOCAL_EXPERIMENT_PREFIX = "local-"  # an experiment created while the server was down
 _VIEW_TYPES = {
     ViewType.ACTIVE_ONLY: "ACTIVE_ONLY",
@@ -86,82 +89,6 @@ _EXPERIMENT_PAGE = 1_000
 _READ_FLUSH_CAP = 60.0  # a read waits for its run's records while the server makes progress
 
 _stores: weakref.WeakSet[RestStore] = weakref.WeakSet()
-
-
-@dataclass
-class _RunRef:
-    """A run this store knows: its spool folder and, once created there, its server id."""
-
-    spool_id: str
-    run_dir: Path
-    server_id: str | None
-    artifact_uri: str | None
-
-
-def _metric_value(raw: Any) -> float:
-    return float(raw)  # float() reads "NaN", "Infinity" and "-Infinity" too
-
-
-def parse_run(raw: dict[str, Any]) -> Run:
-    """A Run from the REST API's JSON."""
-    info = raw["info"]
-    data = raw.get("data") or {}
-    latest: dict[str, tuple[int, int, float]] = {}
-    for m in data.get("metrics", []):
-        point = (int(m.get("step", 0)), int(m.get("timestamp", 0)), _metric_value(m["value"]))
-        if m["key"] not in latest or point[:2] >= latest[m["key"]][:2]:
-            latest[m["key"]] = point
-    inputs = []
-    for item in (raw.get("inputs") or {}).get("dataset_inputs", []):
-        ds = item["dataset"]
-        inputs.append(
-            DatasetInput(
-                Dataset(
-                    name=ds.get("name", ""),
-                    digest=ds.get("digest", ""),
-                    source_type=ds.get("source_type", ""),
-                    source=ds.get("source", ""),
-                    schema=ds.get("schema", ""),
-                    profile=ds.get("profile", ""),
-                ),
-                tuple(InputTag(t["key"], t.get("value", "")) for t in item.get("tags", [])),
-            )
-        )
-    return Run(
-        info=RunInfo(
-            run_id=info["run_id"],
-            experiment_id=str(info["experiment_id"]),
-            run_name=info.get("run_name", ""),
-            user_id=info.get("user_id", ""),
-            status=info.get("status", RunStatus.RUNNING),
-            start_time=int(info.get("start_time") or 0),
-            end_time=int(info["end_time"]) if info.get("end_time") else None,
-            artifact_uri=info.get("artifact_uri", ""),
-            lifecycle_stage=info.get("lifecycle_stage", "active"),
-        ),
-        data=RunData(
-            metrics={k: v[2] for k, v in latest.items()},
-            params={p["key"]: p.get("value", "") for p in data.get("params", [])},
-            tags={t["key"]: t.get("value", "") for t in data.get("tags", [])},
-        ),
-        inputs=RunInputs(tuple(inputs)),
-    )
-
-
-def parse_experiment(raw: dict[str, Any]) -> Experiment:
-    return Experiment(
-        experiment_id=str(raw["experiment_id"]),
-        name=raw["name"],
-        artifact_location=raw.get("artifact_location", ""),
-        lifecycle_stage=raw.get("lifecycle_stage", "active"),
-        tags={t["key"]: t.get("value", "") for t in raw.get("tags", [])},
-        creation_time=raw.get("creation_time"),
-        last_update_time=raw.get("last_update_time"),
-    )
-
-
-def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
-    return [{"key": k, "value": v} for k, v in tags.items()]
 
 
 class RestStore:
@@ -178,71 +105,59 @@ class RestStore:
         self.uri = self.http.base_url
         self.spool = Spool(self.settings.spool_dir, self.uri)
         self._lock = threading.RLock()
-        self._refs: dict[str, _RunRef] = {}
+        self.ids = RunIds(self.spool)
         self._experiment_names: dict[str, str] = {}  # server experiment id -> name
         self._last_flush: tuple[float, bool] | None = None
         self._exit_reported = False
+        self._stalled = 0  # foreground requests past their budget, still unanswered
+        self._warned_inf: set[str] = set()
         self._start_sender()
         _stores.add(self)
-        atexit.register(_report_at_exit, weakref.ref(self))
+        runtime.at_exit(runtime.REPORT, functools.partial(_report_at_exit, weakref.ref(self)))
 
     def _start_sender(self) -> None:
         shipper = Shipper(
             self.http,
             self.spool,
             retries=min(1, self.settings.retries),
-            on_created=self._on_created,
+            on_created=self.ids.created,
+            may_prune=self._may_prune,
         )
         self.sender = Sender(shipper, self.settings)
 
     def _after_fork(self) -> None:
         self._lock = threading.RLock()
+        self.ids.reset_lock()
+        self._stalled = 0  # the parent's stuck requests have no thread here
         self.http = HttpSession(self.uri, self.settings)
         self._start_sender()
 
     # run ids -------------------------------------------------------------
 
-    def _on_created(self, spool_id: str, server_id: str, artifact_uri: str | None) -> None:
-        with self._lock:
-            ref = self._refs.get(spool_id)
-            if ref is not None:
-                ref.server_id = server_id
-                ref.artifact_uri = artifact_uri
-                self._refs[server_id] = ref
+    def _may_prune(self, spool_id: str) -> bool:
+        """A delivered run's journal may go once this process no longer writes to it and
+        its final summary is on disk (written in the background when the run ended)."""
+        store = self.spool.store
+        return not store.is_open(spool_id) and store.flush(5.0)
 
-    def _known(self, run_id: str) -> _RunRef | None:
+    def _known(self, run_id: str) -> RunRef | None:
         """The run's reference if the spool has it (without asking the server)."""
-        ref = self._refs.get(run_id)
-        if ref is not None:
-            return ref
-        if not isinstance(run_id, str) or not run_id:
-            return None
-        try:
-            run_dir = self.spool.store.run_dir(run_id)
-        except NotFoundError:
-            return None
-        state = ShipState.load(run_dir)
-        ref = _RunRef(run_id, run_dir, state.server_run_id, state.artifact_uri)
-        with self._lock:
-            self._refs[run_id] = ref
-            if ref.server_id:
-                self._refs.setdefault(ref.server_id, ref)
-        return ref
+        return self.ids.known(run_id)
 
-    def _ref(self, run_id: str) -> _RunRef:
+    def _ref(self, run_id: str) -> RunRef:
         """The run's reference for writing: a run only the server has is adopted."""
-        ref = self._refs.get(run_id)
+        ref = self.ids.get(run_id)
         if ref is not None:
             return ref
-        return self._known(run_id) or self._adopt(run_id)
+        return self.ids.known(run_id) or self._adopt(run_id)
 
-    def _adopt(self, run_id: str) -> _RunRef:
+    def _adopt(self, run_id: str) -> RunRef:
         """Mirror a server run (created elsewhere) in the spool so writes can go there."""
         run = self._server_run(run_id)
         spool_exp = self._spool_experiment(run.info.experiment_id)
         self.spool.ensure_folder()
-        with self._lock:
-            ref = self._refs.get(run_id)
+        with self.ids.lock:
+            ref = self.ids.get(run_id)
             if ref is not None:
                 return ref
             store = self.spool.store
@@ -269,9 +184,7 @@ class RestStore:
                 state.artifact_uri = run.info.artifact_uri
                 state.offset = os.stat(run_dir / journal.JOURNAL).st_size
                 state.save(run_dir)
-            ref = _RunRef(run_id, run_dir, run_id, run.info.artifact_uri)
-            self._refs[run_id] = ref
-            return ref
+            return self.ids.remember(RunRef(run_id, run_dir, run_id, run.info.artifact_uri))
 
     def server_run_id(self, run_id: str, timeout: float | None = None) -> str:
         """The server's id of a run, for requests that must name it (the model registry).
@@ -299,8 +212,8 @@ class RestStore:
             )
         return ref.server_id
 
-    def _public_id(self, ref: _RunRef) -> str:
-        return ref.server_id or ref.spool_id
+    def _public_id(self, ref: RunRef) -> str:
+        return ref.public_id
 
     # experiments ---------------------------------------------------------
 
@@ -314,7 +227,7 @@ class RestStore:
         if found is not None:
             return found
         name = name or self._experiment_names.get(server_experiment_id)
-        if name is None and self.sender.may_try():
+        if name is None and self._may_ask():
             try:
                 answer = self.http.call(
                     "GET",
@@ -352,12 +265,28 @@ class RestStore:
             experiment, experiment_id=self._public_experiment_id(experiment.experiment_id)
         )
 
-    def _offline(self, exc: BaseException, what: str) -> None:
+    def _offline(self, exc: BaseException, what: str, stacklevel: int = 3) -> None:
         """Note a transient failure of a foreground call, and warn about the fallback."""
         self.sender.mark_down(exc)
         warnings.warn(
-            f"mltrail: {exc}; {what} from the local spool {self.spool.folder}", stacklevel=3
+            f"mltrail: {exc}; {what} from the local spool {self.spool.folder}",
+            stacklevel=stacklevel,
         )
+
+    def _read(
+        self, from_server: Callable[[], T], from_spool: Callable[[], T] | None, what: str
+    ) -> T:
+        """The one offline fallback of every read: ask the server; when it cannot be
+        reached (a transient failure) and the spool can answer, answer from the spool
+        with a warning naming `what` was read. A refusal by the server is raised as is.
+        """
+        try:
+            return from_server()
+        except RemoteError as exc:
+            if not is_transient(exc) or from_spool is None:
+                raise
+            self._offline(exc, what, stacklevel=5)
+        return from_spool()
 
     def create_experiment(
         self, name: str, artifact_location: str | None = None, tags: dict[str, str] | None = None
@@ -368,7 +297,7 @@ class RestStore:
         if artifact_location:
             payload["artifact_location"] = artifact_location
         if tags:
-            payload["tags"] = _tag_list(tags)
+            payload["tags"] = tag_list(tags)
         try:
             answer = self.http.call("POST", "experiments/create", payload)
         except AlreadyExistsError:
@@ -386,6 +315,102 @@ class RestStore:
         self._experiment_names[experiment_id] = name
         return experiment_id
 
+    def resolve_experiment(self, name: str) -> Experiment:
+        """The experiment called `name`, created when missing, within the start budget.
+
+        `set_experiment` is the first thing a training script does, so it gets the
+        same small budget as a run's creation (``MLTRAIL_CREATE_TIMEOUT``): past it, or
+        with the server unreachable, the experiment is the spool's (an id starting
+        with ``local-``) and training starts at once; the sender finds or creates it on
+        the server by name when it ships the first run. A lookup still under way when
+        the budget runs out carries on and maps the spool's experiment if it succeeds.
+
+        Raises:
+            MltrailError: the server refused the lookup or the creation (not a
+                transient failure).
+        """
+        if not name or not isinstance(name, str):
+            raise InvalidParameterError("Experiment name must be a non-empty string", key="name")
+        if self._may_ask():
+            call: ForegroundCall[Experiment] = ForegroundCall(
+                lambda: self._find_or_create_experiment(name), name="mltrail-experiment"
+            ).start()
+            if call.wait(self.settings.create_timeout):
+                try:
+                    found = call.result()
+                    self.sender.mark_up()
+                    return self._learn(found)
+                except RemoteError as exc:
+                    if not is_transient(exc):
+                        raise
+                    self._offline(exc, f"experiment {name!r} is used")
+            else:
+                self._stall(call)
+                call.then(lambda c: self._experiment_landed(c, name))
+                warnings.warn(
+                    f"mltrail: the tracking server at {self.uri} did not answer within "
+                    f"{self.settings.create_timeout:g} s; experiment {name!r} is used from the "
+                    f"local spool {self.spool.folder} and found or created on the server "
+                    "when runs are shipped. Training goes on",
+                    stacklevel=3,
+                )
+        self.spool.ensure_folder()
+        store = self.spool.store
+        found_local = store.get_experiment_by_name(name)
+        if found_local is None:
+            with contextlib.suppress(AlreadyExistsError):  # another process was first
+                store.create_experiment(name)
+            found_local = store.get_experiment_by_name(name)
+        assert found_local is not None
+        return self._spool_to_public(found_local)
+
+    def _find_or_create_experiment(self, name: str) -> Experiment:
+        """get-by-name, else create, else (created meanwhile) get-by-name again.
+
+        A get-by-name answered 5xx does not prove the experiment missing, but creating
+        it is safe either way: a duplicate name is refused (RESOURCE_ALREADY_EXISTS),
+        and then it is looked up again. So a flaky lookup beside a working create still
+        gives the experiment instead of an error.
+        """
+        last: RemoteError | None = None
+        for _ in range(3):
+            try:
+                answer = self.http.call("GET", "experiments/get-by-name", {"experiment_name": name})
+                return parse_experiment(answer["experiment"])
+            except NotFoundError:
+                pass
+            except RemoteError as exc:
+                if not is_transient(exc):
+                    raise
+                last = exc
+            try:
+                answer = self.http.call("POST", "experiments/create", {"name": name})
+            except AlreadyExistsError:
+                continue
+            except RemoteError as exc:
+                if not is_transient(exc):
+                    raise
+                last = exc
+                continue
+            experiment_id = str(answer["experiment_id"])
+            try:
+                got = self.http.call("GET", "experiments/get", {"experiment_id": experiment_id})
+                return parse_experiment(got["experiment"])
+            except RemoteError:
+                return Experiment(experiment_id=experiment_id, name=name, artifact_location="")
+        if last is not None:
+            raise last
+        raise NotFoundError(f"Experiment {name!r} could not be found or created", resource_id=name)
+
+    def _experiment_landed(self, call: ForegroundCall[Experiment], name: str) -> None:
+        """A lookup that outlived the budget succeeded: map the spool's experiment."""
+        if call.error is not None or call.value is None:
+            return
+        self._learn(call.value)
+        local = self.spool.store.get_experiment_by_name(name)
+        if local is not None:
+            self.spool.map_experiment(local.experiment_id, call.value.experiment_id)
+
     def get_experiment(self, experiment_id: str) -> Experiment:
         experiment_id = str(experiment_id)
         if experiment_id.startswith(LOCAL_EXPERIMENT_PREFIX):
@@ -395,57 +420,67 @@ class RestStore:
                 local = self.spool.store.get_experiment(spool_id)
                 return replace(local, experiment_id=experiment_id)
             experiment_id = mapped
-        try:
-            answer = self.http.call("GET", "experiments/get", {"experiment_id": experiment_id})
-        except NotFoundError:
-            raise NotFoundError(
-                f"No experiment with id {experiment_id!r} on {self.uri}", resource_id=experiment_id
-            ) from None
-        except RemoteError as exc:
-            spool_id = self.spool.spool_experiment_for(experiment_id)
-            if not is_transient(exc) or spool_id is None:
-                raise
-            self._offline(exc, f"experiment {experiment_id} is read")
-            return replace(self.spool.store.get_experiment(spool_id), experiment_id=experiment_id)
-        return self._learn(parse_experiment(answer["experiment"]))
+
+        def from_server() -> Experiment:
+            try:
+                answer = self.http.call("GET", "experiments/get", {"experiment_id": experiment_id})
+            except NotFoundError:
+                raise NotFoundError(
+                    f"No experiment with id {experiment_id!r} on {self.uri}",
+                    resource_id=experiment_id,
+                ) from None
+            return self._learn(parse_experiment(answer["experiment"]))
+
+        spool_id = self.spool.spool_experiment_for(experiment_id)
+        from_spool = None
+        if spool_id is not None:
+
+            def from_spool() -> Experiment:
+                local = self.spool.store.get_experiment(spool_id)
+                return replace(local, experiment_id=experiment_id)
+
+        return self._read(from_server, from_spool, f"experiment {experiment_id} is read")
 
     def get_experiment_by_name(self, name: str) -> Experiment | None:
-        try:
-            answer = self.http.call("GET", "experiments/get-by-name", {"experiment_name": name})
-        except NotFoundError:
-            return None
-        except RemoteError as exc:
-            if not is_transient(exc):
-                raise
-            self._offline(exc, f"experiment {name!r} is read")
+        def from_server() -> Experiment | None:
+            try:
+                answer = self.http.call("GET", "experiments/get-by-name", {"experiment_name": name})
+            except NotFoundError:
+                return None
+            return self._learn(parse_experiment(answer["experiment"]))
+
+        def from_spool() -> Experiment | None:
             found = self.spool.store.get_experiment_by_name(name)
             return None if found is None else self._spool_to_public(found)
-        return self._learn(parse_experiment(answer["experiment"]))
+
+        return self._read(from_server, from_spool, f"experiment {name!r} is read")
 
     def search_experiments(self, view_type: int = ViewType.ACTIVE_ONLY) -> list[Experiment]:
-        found: list[Experiment] = []
-        token = None
-        try:
-            for _ in range(10_000):  # bounded paging
-                payload: dict[str, Any] = {
-                    "view_type": _VIEW_TYPES.get(view_type, "ACTIVE_ONLY"),
-                    "max_results": _EXPERIMENT_PAGE,
-                }
-                if token:
-                    payload["page_token"] = token
-                answer = self.http.call("POST", "experiments/search", payload)
-                found.extend(
-                    self._learn(parse_experiment(e)) for e in answer.get("experiments", [])
-                )
-                token = answer.get("next_page_token")
-                if not token:
-                    break
-        except RemoteError as exc:
-            if not is_transient(exc):
-                raise
-            self._offline(exc, "experiments are listed")
+        def from_spool() -> list[Experiment]:
             local = self.spool.store.search_experiments(view_type)
             return [self._spool_to_public(e) for e in local]
+
+        return self._read(
+            lambda: self._search_server_experiments(view_type),
+            from_spool,
+            "experiments are listed",
+        )
+
+    def _search_server_experiments(self, view_type: int) -> list[Experiment]:
+        found: list[Experiment] = []
+        token = None
+        for _ in range(10_000):  # bounded paging
+            payload: dict[str, Any] = {
+                "view_type": _VIEW_TYPES.get(view_type, "ACTIVE_ONLY"),
+                "max_results": _EXPERIMENT_PAGE,
+            }
+            if token:
+                payload["page_token"] = token
+            answer = self.http.call("POST", "experiments/search", payload)
+            found.extend(self._learn(parse_experiment(e)) for e in answer.get("experiments", []))
+            token = answer.get("next_page_token")
+            if not token:
+                break
         return found
 
     # runs ----------------------------------------------------------------
@@ -470,37 +505,51 @@ class RestStore:
             server_exp = self.spool.server_experiment(spool_exp)
         else:
             spool_exp, server_exp = None, experiment_id
-        answer = None
-        asked = not defer and server_exp is not None and self.sender.may_try()
-        if asked:
-            try:
-                answer = self.http.call(
-                    "POST",
-                    "runs/create",
-                    {
-                        "experiment_id": server_exp,
-                        "user_id": user_id,
-                        "start_time": start_time,
-                        "run_name": run_name,
-                        "tags": _tag_list(tag_map),
-                    },
-                    timeout=self.settings.create_timeout,
-                    retries=0,  # not idempotent; the sender finds a late-created run by tag
-                )
-                self.sender.mark_up()
-            except NotFoundError:
-                raise NotFoundError(
-                    f"No experiment with id {experiment_id!r} on {self.uri}",
-                    resource_id=experiment_id,
-                ) from None
-            except RemoteError as exc:
-                if not is_transient(exc):
-                    raise
-                self.sender.mark_down(exc)
+        # The spool must be able to hold the run before the server is asked for one:
+        # a run created there that the spool cannot record would stay empty and RUNNING.
+        self.spool.ensure_folder()
         if spool_exp is None:
             assert server_exp is not None
             spool_exp = self._spool_experiment(server_exp)
-        self.spool.ensure_folder()
+        self.spool.probe(spool_exp)
+        answer = None
+        in_flight: ForegroundCall[dict[str, Any]] | None = None
+        settles_at: float | None = None
+        asked = not defer and server_exp is not None and self._may_ask()
+        if asked:
+            payload = {
+                "experiment_id": server_exp,
+                "user_id": user_id,
+                "start_time": start_time,
+                "run_name": run_name,
+                "tags": tag_list(tag_map),
+            }
+            # The request gets the ordinary read timeout on its own thread; this call
+            # waits only the start budget. A create that outlives the budget is never
+            # abandoned and sent again (it may still land): the run stays held in the
+            # sender until its answer or failure (see Shipper._ensure_created).
+            settles_at = time.time() + self.settings.timeout + 1.0
+            in_flight = ForegroundCall(
+                lambda: self.http.call("POST", "runs/create", payload, retries=0),
+                name="mltrail-create",
+            ).start()
+            if in_flight.wait(self.settings.create_timeout):
+                try:
+                    answer = in_flight.result()
+                    self.sender.mark_up()
+                except NotFoundError:
+                    raise NotFoundError(
+                        f"No experiment with id {experiment_id!r} on {self.uri}",
+                        resource_id=experiment_id,
+                    ) from None
+                except RemoteError as exc:
+                    if not is_transient(exc):
+                        raise
+                    self.sender.mark_down(exc)
+                    asked = request_sent(exc)
+                in_flight = None
+            else:
+                self._stall(in_flight)
         server_run = parse_run(answer["run"]) if answer is not None else None
         spool_id = server_run.info.run_id if server_run is not None else client_id
         run = self.spool.store.create_run(
@@ -517,6 +566,7 @@ class RestStore:
             server_run_id=spool_id if server_run is not None else None,
             server_experiment_id=server_exp,
             create_sent=asked,
+            create_settles_at=settles_at if asked and server_run is None else None,
             create={
                 "start_time": start_time,
                 "user_id": user_id,
@@ -526,15 +576,68 @@ class RestStore:
             artifact_uri=server_run.info.artifact_uri if server_run is not None else None,
         )
         state.save(run_dir)
-        ref = _RunRef(spool_id, run_dir, state.server_run_id, state.artifact_uri)
-        with self._lock:
-            self._refs[spool_id] = ref
+        ref = self.ids.remember(RunRef(spool_id, run_dir, state.server_run_id, state.artifact_uri))
         if server_run is not None:
             return server_run
-        self.sender.notify(spool_id, run_dir)  # to be created on the server
+        if in_flight is not None:
+            self.sender.hold(spool_id, run_dir)
+            in_flight.then(lambda call: self._create_landed(call, spool_id, run_dir))
+        else:
+            self.sender.notify(spool_id, run_dir)  # to be created on the server
         return self._spool_run_public(run, ref)
 
-    def _spool_run_public(self, run: Run, ref: _RunRef) -> Run:
+    def _create_landed(
+        self, call: ForegroundCall[dict[str, Any]], spool_id: str, run_dir: Path
+    ) -> None:
+        """A foreground create that outlived its budget has ended: record its outcome,
+        then let the sender ship the run (creating it only if this one surely failed)."""
+        try:
+            if call.error is None:
+                assert call.value is not None
+                info = call.value["run"]["info"]
+                lock = RunLock(run_dir)
+                locked = lock.acquire()  # `mltrail sync` elsewhere may be looking it up
+                try:
+                    state = ShipState.load(run_dir)
+                    if state.server_run_id is None:
+                        state.server_run_id = info["run_id"]
+                        state.artifact_uri = info.get("artifact_uri")
+                        state.save(run_dir)
+                finally:
+                    if locked:
+                        lock.release()
+                self.ids.created(
+                    spool_id, state.server_run_id or info["run_id"], state.artifact_uri
+                )
+                self.sender.mark_up()
+            elif is_transient(call.error) and not request_sent(call.error):
+                state = ShipState.load(run_dir)
+                if state.server_run_id is None:
+                    state.create_sent, state.create_settles_at = False, None
+                    state.save(run_dir)
+        finally:
+            self.sender.release(spool_id)
+            self.sender.notify(spool_id, run_dir)
+
+    def _stall(self, call: ForegroundCall[Any]) -> None:
+        """A foreground request outlived its budget: until it ends, every other call
+        that would wait on the server goes offline at once (training starts now)."""
+        with self._lock:
+            self._stalled += 1
+
+        def unstall(_: ForegroundCall[Any]) -> None:
+            with self._lock:
+                self._stalled -= 1
+
+        call.then(unstall)
+
+    def _may_ask(self) -> bool:
+        """Whether a foreground call should ask the server rather than go offline at
+        once: not while another foreground request is stuck past its budget, nor in the
+        sender's backoff window after a failure."""
+        return self._stalled == 0 and self.sender.may_try()
+
+    def _spool_run_public(self, run: Run, ref: RunRef) -> Run:
         """A spool Run with the ids the user knows (server ids where they exist)."""
         info = replace(
             run.info,
@@ -554,7 +657,7 @@ class RestStore:
             ) from None
         return parse_run(answer["run"])
 
-    def _flush_for_read(self, ref: _RunRef | None) -> None:
+    def _flush_for_read(self, ref: RunRef | None) -> None:
         if ref is not None and self.sender.has_pending(ref.spool_id):
             self.sender.flush(
                 _READ_FLUSH_CAP, [ref.spool_id], stall=self.settings.read_flush_timeout
@@ -564,15 +667,17 @@ class RestStore:
         ref = self._known(run_id)
         self._flush_for_read(ref)
         server_id = ref.server_id if ref is not None else run_id
-        if server_id is not None:
-            try:
-                return self._server_run(server_id)
-            except RemoteError as exc:
-                if not is_transient(exc) or ref is None:
-                    raise
-                self._offline(exc, f"run {run_id} is read")
-        assert ref is not None
-        return self._spool_run_public(self.spool.store.get_run(ref.spool_id), ref)
+        from_spool = None
+        if ref is not None:
+            known = ref
+
+            def from_spool() -> Run:
+                return self._spool_run_public(self.spool.store.get_run(known.spool_id), known)
+
+        if server_id is None:  # not on the server yet: the spool is the only copy
+            assert from_spool is not None
+            return from_spool()
+        return self._read(lambda: self._server_run(server_id), from_spool, f"run {run_id} is read")
 
     def update_run_info(
         self, run_id: str, status: str, end_time: int | None, run_name: str | None = None
@@ -603,9 +708,30 @@ class RestStore:
         params: Sequence[Param],
         tags: Sequence[RunTag],
     ) -> None:
-        ref = self._refs.get(run_id) or self._ref(run_id)
+        ref = self.ids.get(run_id) or self._ref(run_id)
         self.spool.store.log_batch(ref.spool_id, metrics, params, tags)
         self.sender.notify(ref.spool_id, ref.run_dir)
+        for metric in metrics:
+            if math.isinf(metric.value) and metric.key not in self._warned_inf:
+                self._warn_inf(metric.key)
+
+    def _warn_inf(self, key: str) -> None:
+        """Say once per key that the server will not keep an infinite value as such.
+
+        An MLflow 3.17 server stores +-inf as +-1.7976931348623157e308 (the largest
+        float) and answers that, whatever the client sends ("Infinity" in the JSON, as
+        MLflow's own client does). The spool keeps inf; the server's copy cannot.
+        """
+        with self._lock:
+            if key in self._warned_inf:
+                return
+            self._warned_inf.add(key)
+        warnings.warn(
+            f"mltrail: metric {key!r} is infinite; MLflow tracking servers store +-inf as "
+            "+-1.7976931348623157e+308 (the largest float), so that is what the server "
+            "will show",
+            stacklevel=4,
+        )
 
     def log_inputs(self, run_id: str, datasets: Sequence[DatasetInput]) -> None:
         ref = self._ref(run_id)
@@ -621,15 +747,21 @@ class RestStore:
         ref = self._known(run_id)
         self._flush_for_read(ref)
         server_id = ref.server_id if ref is not None else run_id
-        if server_id is not None:
-            try:
-                return self._server_history(server_id, key)
-            except RemoteError as exc:
-                if not is_transient(exc) or ref is None:
-                    raise
-                self._offline(exc, f"metric {key!r} of run {run_id} is read")
-        assert ref is not None
-        return self.spool.store.get_metric_history(ref.spool_id, key)
+        from_spool = None
+        if ref is not None:
+            spool_id = ref.spool_id
+
+            def from_spool() -> list[Metric]:
+                return self.spool.store.get_metric_history(spool_id, key)
+
+        if server_id is None:  # not on the server yet: the spool is the only copy
+            assert from_spool is not None
+            return from_spool()
+        return self._read(
+            lambda: self._server_history(server_id, key),
+            from_spool,
+            f"metric {key!r} of run {run_id} is read",
+        )
 
     def _server_history(self, run_id: str, key: str) -> list[Metric]:
         points: list[Metric] = []
@@ -651,7 +783,7 @@ class RestStore:
             points.extend(
                 Metric(
                     m["key"],
-                    _metric_value(m["value"]),
+                    metric_value(m["value"]),
                     int(m.get("timestamp", 0)),
                     int(m.get("step", 0)),
                 )
@@ -693,17 +825,19 @@ class RestStore:
             payload["order_by"] = list(order_by)
         if page_token:
             payload["page_token"] = page_token
-        try:
+
+        def from_server() -> PagedList:
             answer = self.http.call("POST", "runs/search", payload) if server_ids else {}
-        except RemoteError as exc:
-            if not is_transient(exc):
-                raise
-            self._offline(exc, "runs are searched")
-            return self._search_spool(
+            runs = [parse_run(r) for r in answer.get("runs", [])]
+            return PagedList(runs, answer.get("next_page_token") or None)
+
+        return self._read(
+            from_server,
+            lambda: self._search_spool(
                 experiment_ids, filter_string, run_view_type, max_results, order_by, page_token
-            )
-        runs = [parse_run(r) for r in answer.get("runs", [])]
-        return PagedList(runs, answer.get("next_page_token") or None)
+            ),
+            "runs are searched",
+        )
 
     def _search_spool(
         self,
@@ -734,7 +868,7 @@ class RestStore:
 
     # artifacts -----------------------------------------------------------
 
-    def _artifact_root(self, ref: _RunRef | None, run_id: str) -> str:
+    def _artifact_root(self, ref: RunRef | None, run_id: str) -> str:
         artifact_uri = ref.artifact_uri if ref is not None else None
         if artifact_uri is None:
             server_id = ref.server_id if ref is not None else run_id
@@ -762,27 +896,35 @@ class RestStore:
         ref = self._known(run_id)
         self._flush_for_read(ref)
         path = (path or "").strip("/")
-        try:
+
+        def from_server() -> list[FileInfo]:
             root = self._artifact_root(ref, run_id)
             entries = self.http.list_artifacts(f"{root}/{path}" if path else root)
-        except RemoteError as exc:
-            if not is_transient(exc) or ref is None:
-                raise
-            self._offline(exc, f"artifacts of run {run_id} not yet uploaded are listed")
-            return self.spool.store.list_artifacts(ref.spool_id, path or None)
-        infos = []
-        for entry in entries:
-            rel = f"{path}/{entry['path']}" if path else entry["path"]
-            is_dir = bool(entry.get("is_dir"))
-            size = None if is_dir else int(entry.get("file_size") or 0)
-            infos.append(FileInfo(rel, is_dir, size))
-        return sorted(infos, key=lambda f: f.path)
+            infos = []
+            for entry in entries:
+                rel = f"{path}/{entry['path']}" if path else entry["path"]
+                is_dir = bool(entry.get("is_dir"))
+                size = None if is_dir else int(entry.get("file_size") or 0)
+                infos.append(FileInfo(rel, is_dir, size))
+            return sorted(infos, key=lambda f: f.path)
+
+        from_spool = None
+        if ref is not None:
+            spool_id = ref.spool_id
+
+            def from_spool() -> list[FileInfo]:
+                return self.spool.store.list_artifacts(spool_id, path or None)
+
+        return self._read(
+            from_server, from_spool, f"artifacts of run {run_id} not yet uploaded are listed"
+        )
 
     def download_artifacts(self, run_id: str, path: str, dst_path: Path) -> Path:
         ref = self._known(run_id)
         self._flush_for_read(ref)
         path = (path or "").strip("/")
-        try:
+
+        def from_server() -> Path:
             root = self._artifact_root(ref, run_id)
             target = Path(dst_path) / (path.rsplit("/", 1)[-1] if path else "artifacts")
             entries = self.http.list_artifacts(f"{root}/{path}" if path else root)
@@ -796,11 +938,17 @@ class RestStore:
                         f"Run {run_id} has no artifact {path!r}", resource_id=path
                     ) from None
             return target
-        except RemoteError as exc:
-            if not is_transient(exc) or ref is None:
-                raise
-            self._offline(exc, f"artifacts of run {run_id} not yet uploaded are read")
-            return self.spool.store.download_artifacts(ref.spool_id, path, dst_path)
+
+        from_spool = None
+        if ref is not None:
+            spool_id = ref.spool_id
+
+            def from_spool() -> Path:
+                return self.spool.store.download_artifacts(spool_id, path, dst_path)
+
+        return self._read(
+            from_server, from_spool, f"artifacts of run {run_id} not yet uploaded are read"
+        )
 
     def _download_dir(
         self, root: str, path: str, entries: list[dict[str, Any]], target: Path
@@ -887,16 +1035,12 @@ def _plural(count: int, noun: str) -> str:
 
 
 def _report_at_exit(store_ref: weakref.ReferenceType[RestStore]) -> None:
+    """The store's step of the exit path (`mltrail.runtime`): the open runs are ended
+    by then, so their final status is among what is flushed and reported."""
     store = store_ref()
     if store is None:
         return
     try:
-        from .. import fluent
-
-        if fluent._process.open_runs:
-            # Registered after the store: fluent's exit hook has not run yet. End the
-            # runs first so their final status is among what is shipped.
-            fluent._at_exit()
         store._report_unsent()
     except Exception as exc:  # never turn a clean exit into a traceback
         print(f"mltrail: could not report unsent records: {exc}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Shipping spooled runs to a tracking server: the Shipper, and the background Sender.
+"""Shipping one spooled run to a tracking server, exactly once: the Shipper.
 
 `Shipper.ship_run` sends what the server does not have of one run yet:
 creates the run if it has no server id (looking for the client-id tag first, so
@@ -8,11 +8,9 @@ server's limits, the other records (status, deletions, datasets) through their
 endpoints, then the artifact files. After each accepted request it saves the
 new offset, so an interruption at any point only resends records, which the
 server treats as no-ops (same metric point, same param value, same tag value).
-
-`Sender` is the daemon thread of one RestStore that calls `ship_run` for runs
-this process wrote to (two runs at a time, each run's artifact files four at a
-time), backing off while the server is unreachable.
-`mltrail sync` calls `ship_run` directly for what earlier processes left.
+A record the server refuses is set aside (`refused.jsonl`), never in the way of
+the records behind it. The background `Sender` (`mltrail.stores.remote.sender`)
+and `mltrail sync` both ship through it.
 """
 
 from __future__ import annotations
@@ -24,19 +22,34 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..exceptions import AlreadyExistsError, AuthError, MltrailError, NotFoundError
-from . import journal
-from .http import HttpSession, RemoteSettings, artifact_root, is_transient, retry_after
+from ...exceptions import (
+    AlreadyExistsError,
+    AuthError,
+    MltrailError,
+    NotFoundError,
+    RemoteError,
+)
+from .. import journal
+from ..journal import Kind
+from .http import (
+    HttpSession,
+    artifact_root,
+    is_transient,
+    request_sent,
+)
 from .spool import (
     CLIENT_RUN_ID_TAG,
+    REFUSED,
     RunLock,
     ShipState,
     Spool,
+    append_line,
     pending_artifacts,
+    prune_delivered,
     unsent_bytes,
 )
 
@@ -47,35 +60,13 @@ MAX_ENTITIES = 1000
 MAX_BYTES = 900_000  # the server takes 1 MB a request; the estimate below leaves a margin
 UPLOAD_THREADS = 4  # artifact files of one run sent side by side
 SHIP_THREADS = 2  # runs shipped side by side (a search's child runs end together)
-_READ_CHUNK = 4 << 20
 
 
 def read_journal(path: Path, offset: int) -> Iterator[tuple[dict[str, Any], int]]:
-    """Complete records after `offset`, each with the offset just past it."""
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed in the finally below
-    except FileNotFoundError:
-        return
-    try:
-        handle.seek(offset)
-        carry = b""
-        while chunk := handle.read(_READ_CHUNK):
-            data = carry + chunk
-            start = 0
-            while (newline := data.find(b"\n", start)) >= 0:
-                line = data[start:newline]
-                start = newline + 1
-                end = offset + start
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue  # a torn fragment that a later append terminated
-                if isinstance(record, dict):
-                    yield record, end
-            offset += start
-            carry = data[start:]
-    finally:
-        handle.close()
+    """Complete, readable records after `offset`, each with the offset just past it."""
+    for record, end in journal.iter_lines(path, offset):
+        if record is not None:
+            yield record, end
 
 
 def _size(value: str) -> int:
@@ -98,14 +89,31 @@ class _Batch:
         return len(self) < MAX_ENTITIES and self.bytes + extra_bytes <= MAX_BYTES
 
     def payload(self, run_id: str) -> dict[str, Any]:
-        payload: dict[str, Any] = {"run_id": run_id}
-        if self.metrics:
-            payload["metrics"] = self.metrics
-        if self.params:
-            payload["params"] = [{"key": k, "value": v} for k, v in self.params.items()]
-        if self.tags:
-            payload["tags"] = [{"key": k, "value": v} for k, v in self.tags.items()]
-        return payload
+        return _payload(run_id, self.entities())
+
+    def entities(self) -> list[tuple[str, dict[str, Any]]]:
+        """The batch as (field, entity) pairs, which any subset of can be sent alone."""
+        found: list[tuple[str, dict[str, Any]]] = [("metrics", m) for m in self.metrics]
+        found += [("params", {"key": k, "value": v}) for k, v in self.params.items()]
+        found += [("tags", {"key": k, "value": v}) for k, v in self.tags.items()]
+        return found
+
+
+def _payload(run_id: str, entities: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    payload: dict[str, Any] = {"run_id": run_id}
+    for name, entity in entities:
+        payload.setdefault(name, []).append(entity)
+    return payload
+
+
+def _refusal(exc: BaseException) -> bool:
+    """True when the server refused a request for what it carries (a 4xx other than
+    auth, or a run that no longer accepts records), so sending it again cannot help."""
+    return (
+        isinstance(exc, MltrailError)
+        and not is_transient(exc)
+        and not isinstance(exc, (AuthError, NotFoundError))
+    )
 
 
 @dataclass
@@ -118,6 +126,8 @@ class ShipResult:
     artifacts: int = 0
     complete: bool = False
     busy: bool = False  # another process holds the run's lock
+    refused: list[str] = field(default_factory=list)  # why records were set aside
+    pruned: int = 0  # journal bytes removed once the run was delivered
 
 
 class Shipper:
@@ -129,6 +139,8 @@ class Shipper:
         retries: retries of each request on a transient failure.
         on_created: called with (spool run id, server run id, artifact uri) when a
             run gets its server id, so a store can resolve the local id from then on.
+        may_prune: called with a delivered run's spool id; True lets its journal be
+            removed (`spool.prune_delivered`). None: journals are kept.
     """
 
     def __init__(
@@ -138,11 +150,13 @@ class Shipper:
         *,
         retries: int | None = None,
         on_created: Callable[[str, str, str | None], None] | None = None,
+        may_prune: Callable[[str], bool] | None = None,
     ) -> None:
         self.http = http
         self.spool = spool
         self.retries = retries
         self.on_created = on_created
+        self.may_prune = may_prune
         self.progress = 0  # requests the server accepted: lets a waiting reader see movement
         self._progress_lock = threading.Lock()  # uploads run on several threads
         self._inputs_lock = threading.Lock()
@@ -189,6 +203,12 @@ class Shipper:
             result.complete = not unsent_bytes(run_dir, state.offset) and not pending_artifacts(
                 run_dir
             )
+            if (
+                result.complete
+                and self.may_prune is not None
+                and self.may_prune(state.client_run_id)
+            ):
+                result.pruned = prune_delivered(run_dir, state)
             return result
         finally:
             lock.release()
@@ -196,6 +216,29 @@ class Shipper:
     # creation ------------------------------------------------------------
 
     def _ensure_created(self, run_dir: Path, state: ShipState, result: ShipResult) -> None:
+        """Create the run on the server, exactly once.
+
+        Why this never makes two server runs of one spooled run:
+
+        - Never two creates in flight for one run. The caller holds the run's flock
+          (one shipper per run across processes), and a foreground create that outlived
+          its budget keeps the run held in its process's sender until that create ends
+          (`Sender.hold`), so no second create is sent beside it.
+        - A create whose answer was lost (connection dropped, read timeout, a gateway's
+          5xx) may have landed, or may still land. Before any new create the run is
+          looked up by its `mltrail.clientRunId` tag (`create_sent`), and a miss counts
+          only once `create_settles_at` has passed: the lost request's read timeout
+          after it was sent, the time its sender was prepared to wait for the server
+          to act on it. MLflow's server commits a run before it answers, so a request
+          it has finished with shows in the lookup. Until then the run waits (a
+          transient error: the sender backs off, `mltrail sync` leaves it pending).
+        - A create that certainly never reached the server (connection refused, connect
+          timeout) needs no lookup (`request_sent`).
+
+        What is left: a server that sits on a request for longer than the client's read
+        timeout and commits it afterwards. Such a late twin carries the same client id
+        tag, so it can be found with one `runs/search`.
+        """
         if state.server_run_id is not None:
             return
         experiment_id = state.server_experiment_id or self.resolve_experiment(run_dir.parent)
@@ -219,22 +262,40 @@ class Shipper:
         if runs:
             info = runs[0]["info"]
         else:
-            state.create_sent = True  # from here on, a lost answer means: look it up first
+            settles_at = state.create_settles_at
+            if state.create_sent and settles_at is not None and time.time() < settles_at:
+                raise CreateUnconfirmed(
+                    f"The tracking server at {self.http.base_url} has not shown run "
+                    f"{client_id} yet, whose creation request got no answer; it is looked "
+                    f"up again (for up to {settles_at - time.time():.0f} s) before it is "
+                    "created anew"
+                )
+            before = (state.create_sent, state.create_settles_at)
+            # From here on, a lost answer means: look it up first, and trust a miss only
+            # once the server has had the read timeout to act on this request.
+            state.create_sent = True
+            state.create_settles_at = time.time() + self.http.settings.timeout + 1.0
             state.save(run_dir)
             tags = dict(create.get("tags") or {})
             tags[CLIENT_RUN_ID_TAG] = client_id
-            answer = self._call(
-                "POST",
-                "runs/create",
-                {
-                    "experiment_id": experiment_id,
-                    "user_id": create.get("user_id", ""),
-                    "run_name": create.get("run_name", ""),
-                    "start_time": create.get("start_time"),
-                    "tags": [{"key": k, "value": v} for k, v in tags.items()],
-                },
-                retries=0,  # not idempotent: a retry looks the tag up again first
-            )
+            try:
+                answer = self._call(
+                    "POST",
+                    "runs/create",
+                    {
+                        "experiment_id": experiment_id,
+                        "user_id": create.get("user_id", ""),
+                        "run_name": create.get("run_name", ""),
+                        "start_time": create.get("start_time"),
+                        "tags": [{"key": k, "value": v} for k, v in tags.items()],
+                    },
+                    retries=0,  # not idempotent: a retry looks the tag up again first
+                )
+            except MltrailError as exc:
+                if is_transient(exc) and not request_sent(exc):
+                    state.create_sent, state.create_settles_at = before
+                    state.save(run_dir)
+                raise
             result.requests += 1
             info = answer["run"]["info"]
         state.server_run_id = info["run_id"]
@@ -299,19 +360,16 @@ class Shipper:
         def send() -> None:
             nonlocal batch
             if len(batch):
-                payload = batch.payload(run_id)
-                self._call("POST", "runs/log-batch", payload, retries=self.retries)
-                result.requests += 1
+                self._send_entities(run_dir, run_id, batch.entities(), result)
                 batch = _Batch()
             for record in datasets:
-                self._ship_other("in", record, run_id)
-                result.requests += 1
+                self._send_record(Kind.INPUTS, record, run_dir, run_id, result)
             datasets.clear()
             commit(done)
 
         for record, end in read_journal(run_dir / journal.JOURNAL, state.offset):
             kind = record.get("k")
-            if kind == "b":
+            if kind == Kind.BATCH:
                 for key, value, timestamp, step in record.get("m", ()):
                     if len(batch.metrics) >= MAX_METRICS or not batch.room(len(key) + 80):
                         send()
@@ -337,25 +395,103 @@ class Shipper:
                         send()
                     batch.tags[key] = value  # a later value of the same key wins, as it would
                     batch.bytes += extra
-            elif kind == "in":
+            elif kind == Kind.INPUTS:
                 datasets.append(record)
             else:
                 send()
-                self._ship_other(kind, record, run_id)
-                result.requests += 1
+                self._send_record(kind, record, run_dir, run_id, result)
             done = end
             result.records += 1
         send()
 
+    def _send_entities(
+        self,
+        run_dir: Path,
+        run_id: str,
+        entities: list[tuple[str, dict[str, Any]]],
+        result: ShipResult,
+    ) -> None:
+        """One `runs/log-batch`; what the server refuses is set aside, the rest is sent.
+
+        A refused batch is split in halves until the refused entities are alone, so
+        one bad metric point costs a few requests, not the run (about 2 log2(n)
+        requests for one bad entity among n). A run that no longer takes records at
+        all (deleted on the server) is checked once instead of splitting.
+        """
+        try:
+            self._call("POST", "runs/log-batch", _payload(run_id, entities), retries=self.retries)
+            result.requests += 1
+            return
+        except MltrailError as exc:
+            result.requests += 1
+            if not _refusal(exc):
+                raise
+            refusal = exc
+        if len(entities) > 1 and not self._run_is_deleted(run_id, result):
+            half = len(entities) // 2
+            self._send_entities(run_dir, run_id, entities[:half], result)
+            self._send_entities(run_dir, run_id, entities[half:], result)
+            return
+        record = {"k": Kind.BATCH.value, "log-batch": _payload(run_id, entities)}
+        self._set_aside(run_dir, run_id, record, len(entities), refusal, result)
+
+    def _run_is_deleted(self, run_id: str, result: ShipResult) -> bool:
+        answer = self._call("GET", "runs/get", {"run_id": run_id}, retries=self.retries)
+        result.requests += 1
+        return answer.get("run", {}).get("info", {}).get("lifecycle_stage") == "deleted"
+
+    def _send_record(
+        self, kind: Any, record: dict[str, Any], run_dir: Path, run_id: str, result: ShipResult
+    ) -> None:
+        """A record sent through its own endpoint; set aside if the server refuses it."""
+        try:
+            self._ship_other(kind, record, run_id)
+        except MltrailError as exc:
+            result.requests += 1
+            if not _refusal(exc):
+                raise
+            self._set_aside(run_dir, run_id, record, 1, exc, result)
+            return
+        result.requests += 1
+
+    def _set_aside(
+        self,
+        run_dir: Path,
+        run_id: str,
+        record: dict[str, Any],
+        count: int,
+        exc: MltrailError,
+        result: ShipResult,
+    ) -> None:
+        """Keep a refused record out of the way of the records behind it.
+
+        It is appended to the run's `refused.jsonl` in the spool, with the server's
+        reason, and named in a warning; shipping goes on after it. Sending it again
+        cannot succeed (the server refused what it carries), and leaving it at the head
+        of the journal used to block every later record of the run for good.
+        """
+        entry = {"record": record, "entities": count, "error": exc.message, "at": _now_ms()}
+        append_line(run_dir / REFUSED, json.dumps(entry).encode() + b"\n")
+        note = (
+            f"{count} record{'' if count == 1 else 's'} ({_describe(record)}) refused: "
+            f"{exc.message}"
+        )
+        result.refused.append(note)
+        warnings.warn(
+            f"mltrail: the server at {self.http.base_url} refused {note}. Set aside in "
+            f"{run_dir / REFUSED} (run {run_id}); the run's other records are shipped",
+            stacklevel=1,
+        )
+
     def _ship_other(self, kind: Any, record: dict[str, Any], run_id: str) -> None:
-        if kind == "u":
+        if kind == Kind.UPDATE:
             payload: dict[str, Any] = {"run_id": run_id, "status": record["status"]}
             if record.get("end_time") is not None:
                 payload["end_time"] = record["end_time"]
             if record.get("run_name"):
                 payload["run_name"] = record["run_name"]
             self._call("POST", "runs/update", payload, retries=self.retries)
-        elif kind == "dt":
+        elif kind == Kind.DELETE_TAG:
             # NotFound: deleted already, by this record sent before an interruption.
             with contextlib.suppress(NotFoundError):
                 self._call(
@@ -364,10 +500,10 @@ class Shipper:
                     {"run_id": run_id, "key": record["key"]},
                     retries=self.retries,
                 )
-        elif kind == "lc":
+        elif kind == Kind.LIFECYCLE:
             endpoint = "runs/delete" if record["stage"] == "deleted" else "runs/restore"
             self._call("POST", endpoint, {"run_id": run_id}, retries=self.retries)
-        elif kind == "in":
+        elif kind == Kind.INPUTS:
             datasets = []
             for item in record["d"]:
                 dataset = {k: v for k, v in item["dataset"].items() if v not in ("", None)}
@@ -433,6 +569,33 @@ class Shipper:
             state.save(run_dir)
 
 
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _describe(record: dict[str, Any]) -> str:
+    """A short name for a set-aside record, for a warning or sync's report."""
+    kind = record.get("k")
+    if kind == Kind.BATCH:
+        payload = record.get("log-batch", {})
+        keys = [
+            e.get("key", "")
+            for name in ("metrics", "params", "tags")
+            for e in payload.get(name, [])
+        ]
+        shown = ", ".join(repr(k[:60]) for k in keys[:3]) + (", ..." if len(keys) > 3 else "")
+        return f"log-batch of {shown}"
+    if kind == Kind.UPDATE:
+        return f"status {record.get('status')}"
+    if kind == Kind.LIFECYCLE:
+        return f"lifecycle {record.get('stage')}"
+    if kind == Kind.DELETE_TAG:
+        return f"delete tag {record.get('key')!r}"
+    if kind == Kind.INPUTS:
+        return "dataset inputs"
+    return f"record {kind!r}"
+
+
 def run_parallel(func: Callable[[Any], None], items: list[Any], workers: int) -> None:
     """Call `func` on each item from up to `workers` threads; raise the first error.
 
@@ -477,8 +640,13 @@ def run_parallel(func: Callable[[Any], None], items: list[Any], workers: int) ->
 _NONE = object()
 
 
-class _Unreachable(Exception):
-    """The server could not be reached: the sender's pass stops."""
+class CreateUnconfirmed(RemoteError):
+    """A run's earlier `runs/create` got no answer and may still land: wait, then look."""
+
+    transient = True
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_code="TEMPORARILY_UNAVAILABLE")
 
 
 def _create_info_from_summary(run_dir: Path) -> dict[str, Any]:
@@ -490,248 +658,3 @@ def _create_info_from_summary(run_dir: Path) -> dict[str, Any]:
         "run_name": summary.get("run_name", ""),
         "tags": {},
     }
-
-
-class Sender:
-    """The daemon thread that ships this process's spooled runs of one server.
-
-    Args:
-        shipper: does the shipping of one run.
-        settings: backoff and batching settings.
-    """
-
-    def __init__(self, shipper: Shipper, settings: RemoteSettings) -> None:
-        self.shipper = shipper
-        self.settings = settings
-        self._cond = threading.Condition()
-        self._pending: dict[str, Path] = {}  # spool run id -> run folder
-        self._broken: dict[str, str] = {}  # spool run id -> why the server refused it
-        self._busy: set[str] = set()  # runs being shipped right now
-        self._urgent = 0
-        self._failures = 0  # consecutive failed attempts
-        self._failure_count = 0  # every failed attempt, ever
-        self._retry_at = 0.0  # monotonic time before which the server is left alone
-        self._last_error: str | None = None
-        self._warned_down = False
-        self.auth_error: AuthError | None = None
-        self._stopped = False
-        self._thread: threading.Thread | None = None
-
-    def stop(self) -> None:
-        """Stop sending for good; what is pending stays in the spool for `mltrail sync`."""
-        with self._cond:
-            self._stopped = True
-            self._cond.notify_all()
-
-    # the hot path ----------------------------------------------------------
-
-    def notify(self, run_id: str, run_dir: Path) -> None:
-        """Records for `run_id` reached the spool: ship them soon."""
-        if run_id in self._pending or run_id in self._broken:
-            # Queued already (the next pass reads the journal to its end), or refused by
-            # the server: retrying a refusal on every record would be a request storm,
-            # so it waits in the spool for `mltrail sync`.
-            return
-        with self._cond:
-            self._pending[run_id] = run_dir
-            self._cond.notify_all()
-        if self._thread is None or not self._thread.is_alive():
-            self._start()
-
-    def _start(self) -> None:
-        with self._cond:
-            if self._stopped or (self._thread is not None and self._thread.is_alive()):
-                return
-            self._thread = threading.Thread(target=self._loop, name="mltrail-sender", daemon=True)
-            self._thread.start()
-
-    # state -----------------------------------------------------------------
-
-    @property
-    def healthy(self) -> bool:
-        """The server answered the last attempt (or none failed yet)."""
-        return self.auth_error is None and self._failures == 0
-
-    def has_pending(self, run_id: str | None = None) -> bool:
-        if run_id is None:
-            return bool(self._pending) or bool(self._busy)
-        return run_id in self._pending or run_id in self._busy
-
-    def unsent(self) -> dict[str, Path]:
-        """Runs with records this process could not deliver (pending or refused)."""
-        with self._cond:
-            runs = dict(self._pending)
-            for run_id in self._broken:
-                runs.setdefault(run_id, self.shipper.spool.store.run_dir(run_id))
-            return runs
-
-    @property
-    def broken(self) -> dict[str, str]:
-        return dict(self._broken)
-
-    @property
-    def last_error(self) -> str | None:
-        return self._last_error
-
-    # flushing --------------------------------------------------------------
-
-    def flush(
-        self, timeout: float, runs: list[str] | None = None, *, stall: float | None = None
-    ) -> bool:
-        """Wait until the runs (default: all) are delivered, for at most `timeout` seconds.
-
-        With `stall`, also stop once `stall` seconds pass without the server accepting
-        a request, or as soon as an attempt fails, so a reader waits as long as a slow
-        server keeps making progress (up to `timeout`) but not on a dead one. Returns
-        True when nothing of the runs is left to send. Returns early when the server
-        refused the credentials, or is unreachable and the next attempt falls after
-        the deadline.
-        """
-        start = time.monotonic()
-        deadline = start + max(0.0, timeout)
-
-        def delivered() -> bool:
-            if runs is None:
-                return not self._pending and not self._busy
-            return not any(r in self._pending or r in self._busy for r in runs)
-
-        with self._cond:
-            if delivered():
-                return True
-            self._urgent += 1
-            self._retry_at = min(self._retry_at, time.monotonic())  # one attempt now
-            self._cond.notify_all()
-        self._start()
-        progress, moved_at = self.shipper.progress, start
-        failures = self._failure_count
-        with self._cond:
-            try:
-                while not delivered() and self.auth_error is None and not self._stopped:
-                    if stall is not None and self._failure_count != failures:
-                        break  # the server is unreachable: a reader falls back at once
-                    now = time.monotonic()
-                    if self.shipper.progress != progress:
-                        progress, moved_at = self.shipper.progress, now
-                    end = deadline if stall is None else min(deadline, moved_at + stall)
-                    if now >= end or (self._failures and self._retry_at > end):
-                        break
-                    self._cond.wait(min(end - now, 0.2))
-                return delivered()
-            finally:
-                self._urgent -= 1
-
-    # the thread ------------------------------------------------------------
-
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                while not self._ready():
-                    if self._stopped:
-                        return
-                    wait = None
-                    if self._pending and self.auth_error is None:
-                        wait = max(0.01, self._retry_at - time.monotonic())
-                    self._cond.wait(wait)
-                if not self._urgent and self.settings.send_interval > 0:
-                    # Let a tight logging loop fill the batch before the first request.
-                    self._cond.wait_for(lambda: self._urgent > 0, self.settings.send_interval)
-                queue = list(self._pending.items())
-            with contextlib.suppress(_Unreachable):
-                run_parallel(self._ship_or_stop, queue, SHIP_THREADS)
-
-    def _ship_or_stop(self, item: tuple[str, Path]) -> None:
-        if self._stopped or not self._ship_one(*item):
-            raise _Unreachable  # ends this pass: no new run is started
-
-    def _ready(self) -> bool:
-        return (
-            bool(self._pending)
-            and self.auth_error is None
-            and not self._stopped
-            and time.monotonic() >= self._retry_at
-        )
-
-    def _ship_one(self, run_id: str, run_dir: Path) -> bool:
-        """Ship one run; False when the server is unreachable (stop this pass)."""
-        with self._cond:
-            if self._pending.pop(run_id, None) is None:
-                return True
-            self._busy.add(run_id)
-        keep = True
-        requeue = False
-        try:
-            result = self.shipper.ship_run(run_dir)
-            requeue = not result.complete
-            if result.busy:  # `mltrail sync` holds it: try again after a pause
-                self._note_failure(None)
-                keep = False
-            else:
-                self._note_success()
-        except AuthError as exc:
-            requeue, keep = True, False
-            self.auth_error = exc
-            warnings.warn(
-                f"mltrail: {exc.message}. Sending stopped; the records stay in "
-                f"{self.shipper.spool.folder} and `mltrail sync` ships them once the "
-                "credentials are fixed",
-                stacklevel=1,
-            )
-        except Exception as exc:
-            if is_transient(exc):
-                requeue, keep = True, False
-                self._note_failure(exc)
-            else:
-                message = exc.message if isinstance(exc, MltrailError) else repr(exc)
-                self._broken[run_id] = message
-                warnings.warn(
-                    f"mltrail: the server at {self.shipper.http.base_url} refused records of "
-                    f"run {run_id}: {message}. They stay in {run_dir}; see `mltrail sync`",
-                    stacklevel=1,
-                )
-        finally:
-            with self._cond:
-                self._busy.discard(run_id)
-                if requeue:
-                    self._pending.setdefault(run_id, run_dir)
-                self._cond.notify_all()
-        return keep
-
-    def _note_success(self) -> None:
-        self._failures = 0
-        self._retry_at = 0.0
-        self._last_error = None
-
-    def _note_failure(self, exc: BaseException | None) -> None:
-        delay = self.settings.backoff_delay(self._failures)
-        self._failures += 1
-        self._failure_count += 1
-        if exc is not None:
-            wanted = retry_after(exc)
-            if wanted is not None:
-                delay = max(delay, self.settings.retry_after_delay(wanted))
-            self._last_error = exc.message if isinstance(exc, MltrailError) else repr(exc)
-            if not self._warned_down:
-                self._warned_down = True
-                warnings.warn(
-                    f"mltrail: {self._last_error}. Training goes on; records wait in "
-                    f"{self.shipper.spool.folder} and are sent when the server answers",
-                    stacklevel=1,
-                )
-        with self._cond:
-            self._retry_at = time.monotonic() + delay
-
-    def mark_down(self, exc: BaseException) -> None:
-        """A foreground call found the server unreachable: back off before sending."""
-        self._note_failure(exc)
-
-    def mark_up(self) -> None:
-        """A foreground call got an answer: end the backoff, send what waits now."""
-        if self._failures:
-            with self._cond:
-                self._note_success()
-                self._cond.notify_all()
-
-    def may_try(self) -> bool:
-        """Whether a foreground call should ask the server now rather than go offline at
-        once: not while the backoff window after a failed attempt is open."""
-        return self._failures == 0 or time.monotonic() >= self._retry_at

@@ -13,10 +13,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-from ..entities import ModelVersion, PagedList, RegisteredModel
-from ..exceptions import InvalidParameterError, NotFoundError
+from ...entities import ModelVersion, PagedList, RegisteredModel
+from ...exceptions import InvalidParameterError, NotFoundError
 from .http import HttpSession
-from .rest import RestStore
+from .store import RestStore
 
 
 def _tags(tags: dict[str, str]) -> list[dict[str, str]]:

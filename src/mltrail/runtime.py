@@ -1,0 +1,78 @@
+"""Process state of a process that tracks, and its single exit path.
+
+`process` is the one object holding what is process-wide: the open runs (for exit
+handling), the clients by tracking URI, the active experiment, how the process is
+ending. The fluent API reads and changes it; tests reset it with
+`mltrail.fluent.reset_process_state`.
+
+The exit path: end open runs, flush, report.
+
+Interpreter exit used to be three `atexit` hooks registered from different modules
+in whatever order they happened to be imported, so a store reporting what it could
+not deliver had to call into the fluent API to end the open runs first. Here there is
+one hook, installed once, that runs its steps in a fixed order whatever the order of
+registration:
+
+1. ``END_RUNS``: the fluent API ends the runs still open (FINISHED, FAILED after an
+   uncaught exception, KILLED after Ctrl-C) and flushes;
+2. ``REPORT``: each remote store waits for delivery (bounded) and prints one message
+   for what is still undelivered.
+
+A module registers a step with `at_exit`; nothing else here is process state.
+"""
+
+from __future__ import annotations
+
+import atexit
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+
+class Process:
+    """Process-wide state: open runs (for exit handling), clients, the experiment."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.open_runs: dict[str, Any] = {}  # run id -> fluent ActiveRun
+        self.clients: dict[str, Any] = {}  # tracking uri -> TrackingClient
+        self.experiment: tuple[str, str] | None = None  # (tracking uri, experiment id)
+        self.hooks_installed = False
+        self.crashed_with: type[BaseException] | None = None
+
+
+process = Process()
+
+END_RUNS = 0
+REPORT = 1
+
+_lock = threading.Lock()
+_steps: list[tuple[int, int, Callable[[], None]]] = []  # (phase, registration order, step)
+_installed = False
+
+
+def at_exit(phase: int, step: Callable[[], None]) -> None:
+    """Run `step` at interpreter exit, after every step of an earlier phase.
+
+    Steps of one phase run in registration order. A step that raises is reported on
+    stderr and the others still run: a clean exit never becomes a traceback.
+    """
+    global _installed
+    with _lock:
+        _steps.append((phase, len(_steps), step))
+        if not _installed:
+            _installed = True
+            atexit.register(run_exit_path)
+
+
+def run_exit_path() -> None:
+    """Run the registered steps once, in phase order (also called by tests)."""
+    with _lock:
+        steps = sorted(_steps)
+        _steps.clear()
+    for _, _, step in steps:
+        try:
+            step()
+        except Exception as exc:
+            print(f"mltrail: at exit: {exc}", file=sys.stderr)
