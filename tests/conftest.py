@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import mltrail
+import mltrail.autologging as autologging
 from mltrail import fluent
-from mltrail.autologging import options as autolog_options
 
 pytest_plugins = ["mlflow_server"]
 
@@ -36,9 +36,7 @@ def _clean_tracking_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         mltrail.end_run()
     fluent.reset_process_state()  # a test may install its own store for a URI
     mltrail.set_tracking_uri(None)
-    # Autolog off again: installed patches call straight through without options.
-    autolog_options._options.clear()
-    autolog_options._explicit.clear()
+    autologging.reset_options()  # autolog off again: patches call straight through
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from ..fluent import ActiveRun, active_run, adoptable, end_run, start_run
 from .enabling import autolog, enable, owner_of, registered, unsupported_versions
 from .integration import Integration, IntegrationError
 from .options import AutologOptions
+from .options import reset as reset_options
 from .patching import OriginalCall, class_tree, is_patched, safe_patch
 from .session import (
     AUTOLOGGING_TAG,
@@ -74,6 +75,7 @@ __all__ = [
     "models",
     "owner_of",
     "registered",
+    "reset_options",
     "safe_patch",
     "start_run",
     "strict",

@@ -80,3 +80,11 @@ def get(flavor: str) -> AutologOptions | None:
 def is_enabled(flavor: str) -> bool:
     current = _options.get(flavor)
     return current is not None and not current.disable
+
+
+def reset() -> None:
+    """Forget every autolog setting, as in a new process: installed patches call straight
+    through until autolog is turned on again. For test suites, between tests."""
+    with _lock:
+        _options.clear()
+        _explicit.clear()
