@@ -71,9 +71,21 @@ class TrackingClient:
             defaults to the current tracking URI (see `mltrail.get_tracking_uri`).
     """
 
-    def __init__(self, tracking_uri: str | None = None) -> None:
+    def __init__(self, tracking_uri: str | None = None, *, store: Store | None = None) -> None:
+        """A client of the store for `tracking_uri` (default: the URI in force).
+
+        Args:
+            tracking_uri: a folder, `file:` URI, `http(s)://` server or a scheme a
+                plugin registers in `mltrail.stores`.
+            store: a `Store` to use as it is (a third-party backend, or one a test
+                built) instead of resolving `tracking_uri`, which then only names it.
+        """
+        if store is not None:
+            self.tracking_uri = tracking_uri or f"store:{type(store).__name__}"
+            self.store: Store = store
+            return
         self.tracking_uri = tracking_uri or get_tracking_uri()
-        self.store: Store = resolve_store(self.tracking_uri)
+        self.store = resolve_store(self.tracking_uri)
 
     # experiments ---------------------------------------------------------
 

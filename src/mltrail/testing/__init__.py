@@ -1,0 +1,1 @@
+"""Test suites mltrail ships for code built on it: `store_contract` for stores."""
