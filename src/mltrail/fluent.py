@@ -179,7 +179,9 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_parent_runs)
 
 
-def _client() -> TrackingClient:
+def current_client() -> TrackingClient:
+    """The client of the tracking URI in force, one per URI for the process (so its
+    store, spool and sender are shared by every fluent call)."""
     uri = get_tracking_uri()
     with _process.lock:
         client = _process.clients.get(uri)
@@ -199,7 +201,7 @@ def set_experiment(
         raise InvalidParameterError(
             "Give exactly one of experiment_name and experiment_id", key="experiment_name"
         )
-    client = _client()
+    client = current_client()
     if experiment_id is not None:
         experiment = client.get_experiment(str(experiment_id))
     else:
@@ -226,21 +228,21 @@ def _active_experiment_id(client: TrackingClient) -> str:
 
 
 def get_experiment(experiment_id: str) -> Experiment:
-    return _client().get_experiment(experiment_id)
+    return current_client().get_experiment(experiment_id)
 
 
 def get_experiment_by_name(name: str) -> Experiment | None:
-    return _client().get_experiment_by_name(name)
+    return current_client().get_experiment_by_name(name)
 
 
 def create_experiment(
     name: str, artifact_location: str | None = None, tags: dict[str, Any] | None = None
 ) -> str:
-    return _client().create_experiment(name, artifact_location, tags)
+    return current_client().create_experiment(name, artifact_location, tags)
 
 
 def search_experiments(view_type: int = ViewType.ACTIVE_ONLY) -> list[Experiment]:
-    return _client().search_experiments(view_type)
+    return current_client().search_experiments(view_type)
 
 
 # runs ----------------------------------------------------------------------
@@ -282,7 +284,7 @@ def start_run(
             "or start a child run with start_run(nested=True)",
             run_id=stack[-1].info.run_id,
         )
-    client = _client()
+    client = current_client()
     if parent_run_id is None and nested and stack:
         parent_run_id = stack[-1].info.run_id
     if run_id is not None:
@@ -346,11 +348,12 @@ def last_active_run() -> Run | None:
     """The active run, else the run most recently ended in this context, as a Run."""
     current = active_run()
     run_id = current.info.run_id if current else _last_run_id.get()
-    return None if run_id is None else _client().get_run(run_id)
+    return None if run_id is None else current_client().get_run(run_id)
 
 
-def _run_for_logging() -> tuple[TrackingClient, str]:
-    """The active run, started on first use when none is, as MLflow does."""
+def run_for_logging() -> tuple[TrackingClient, str]:
+    """The client and id of the run a fluent logging call writes to: the active run,
+    started on first use when none is, as MLflow does (`log_model` uses it too)."""
     current = active_run()
     if current is None:
         current = start_run()
@@ -358,70 +361,70 @@ def _run_for_logging() -> tuple[TrackingClient, str]:
 
 
 def get_run(run_id: str) -> Run:
-    return _client().get_run(run_id)
+    return current_client().get_run(run_id)
 
 
 def delete_run(run_id: str) -> None:
-    _client().delete_run(run_id)
+    current_client().delete_run(run_id)
 
 
 def log_param(key: str, value: Any) -> Any:
-    client, run_id = _run_for_logging()
+    client, run_id = run_for_logging()
     return client.log_param(run_id, key, value)
 
 
 def log_params(params: dict[str, Any]) -> None:
-    client, run_id = _run_for_logging()
+    client, run_id = run_for_logging()
     client.log_batch(run_id, params=[Param(str(k), v) for k, v in params.items()])
 
 
 def log_metric(
     key: str, value: float, step: int | None = None, timestamp: int | None = None
 ) -> None:
-    client, run_id = _run_for_logging()
+    client, run_id = run_for_logging()
     client.log_metric(run_id, key, value, timestamp, step)
 
 
 def log_metrics(
     metrics: dict[str, float], step: int | None = None, timestamp: int | None = None
 ) -> None:
-    client, run_id = _run_for_logging()
+    client, run_id = run_for_logging()
     ts = timestamp or int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(k, v, ts, step or 0) for k, v in metrics.items()])
 
 
 def set_tag(key: str, value: Any) -> None:
-    client, run_id = _run_for_logging()
+    client, run_id = run_for_logging()
     client.set_tag(run_id, key, value)
 
 
 def set_tags(tags: dict[str, Any]) -> None:
-    client, run_id = _run_for_logging()
+    client, run_id = run_for_logging()
     client.log_batch(run_id, tags=[RunTag(str(k), v) for k, v in tags.items()])
 
 
 def delete_tag(key: str) -> None:
-    client, run_id = _run_for_logging()
+    client, run_id = run_for_logging()
     client.delete_tag(run_id, key)
 
 
 def log_artifact(local_path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
-    client, run_id = _run_for_logging()
+    client, run_id = run_for_logging()
     client.log_artifact(run_id, local_path, artifact_path)
 
 
 def log_artifacts(local_dir: str | os.PathLike[str], artifact_path: str | None = None) -> None:
-    client, run_id = _run_for_logging()
+    client, run_id = run_for_logging()
     client.log_artifacts(run_id, local_dir, artifact_path)
 
 
 def log_dict(dictionary: dict[str, Any], artifact_file: str) -> None:
-    client, run_id = _run_for_logging()
+    client, run_id = run_for_logging()
     client.log_dict(run_id, dictionary, artifact_file)
 
 
 def log_text(text: str, artifact_file: str) -> None:
-    client, run_id = _run_for_logging()
+    client, run_id = run_for_logging()
     client.log_text(run_id, text, artifact_file)
 
 
@@ -443,12 +446,12 @@ def log_input(
     if context is not None:
         input_tags["mlflow.data.context"] = context
     item = DatasetInput(dataset, tuple(InputTag(k, str(v)) for k, v in input_tags.items()))
-    client, run_id = _run_for_logging()
+    client, run_id = run_for_logging()
     client.log_inputs(run_id, [item])
 
 
 def get_artifact_uri(artifact_path: str | None = None) -> str:
-    client, run_id = _run_for_logging()
+    client, run_id = run_for_logging()
     base = client.get_run(run_id).info.artifact_uri
     return f"{base.rstrip('/')}/{artifact_path}" if artifact_path else base
 
@@ -469,7 +472,7 @@ def search_runs(
     `start_time`, `end_time`, and one `metrics.*`, `params.*` and `tags.*` column
     per key, as MLflow's does.
     """
-    client = _client()
+    client = current_client()
     if experiment_names:
         ids = []
         for name in experiment_names:
@@ -549,7 +552,7 @@ def register_model(
     """
     import contextlib
 
-    client = _client()
+    client = current_client()
     run_id = None
     if model_uri.startswith(RUNS_SCHEME):
         run_id, path = split_runs_uri(model_uri, key="model_uri")

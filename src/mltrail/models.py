@@ -474,9 +474,9 @@ def log_model(
             f"Invalid model artifact path {artifact_path!r}", key="artifact_path"
         )
     if run_id is None:
-        client, run_id = fluent._run_for_logging()
+        client, run_id = fluent.run_for_logging()
     else:
-        client = fluent._client()
+        client = fluent.current_client()
     with client.stage_artifacts(run_id, artifact_path) as folder:
         mlmodel = save_model(
             folder,
@@ -562,12 +562,9 @@ def _mark_known(folder: Path) -> None:
 
 def _inside_local_run(folder: Path) -> bool:
     """True for a folder inside the artifacts of a run of a local store."""
-    from .stores.journal import SUMMARY
+    from .stores.journal import in_run_artifacts
 
-    for parent in folder.parents:
-        if parent.name == "artifacts" and (parent.parent / SUMMARY).is_file():
-            return True
-    return False
+    return in_run_artifacts(folder)
 
 
 def _check_local_origin(folder: Path) -> None:
@@ -666,7 +663,7 @@ def _source_uri(version: ModelVersion) -> str:
 def _default_client() -> TrackingClient:
     from . import fluent
 
-    return fluent._client()
+    return fluent.current_client()
 
 
 def _file_uri_path(uri: str) -> Path | None:
@@ -743,7 +740,7 @@ def _download_run_model(
             )
         _mark_known(folder)
         return folder
-    client.store.flush()  # a remote store uploads in the background: this process's files first
+    client.flush()  # a remote store uploads in the background: this process's files first
     target = (
         Path(dst_path) if dst_path is not None else Path(tempfile.mkdtemp(prefix="mltrail-model-"))
     )

@@ -39,6 +39,7 @@ from ..exceptions import DamagedRunError
 
 JOURNAL = "journal.jsonl"
 SUMMARY = "summary.json"
+ARTIFACTS = "artifacts"  # a run folder's artifacts, beside its journal and summary
 _READ_CHUNK = 4 << 20
 
 
@@ -53,6 +54,13 @@ class Kind(str, Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+def in_run_artifacts(path: Path) -> bool:
+    """True for a path inside the artifacts of a run folder (one with a summary): how a
+    model folder is known to come from a local store without reading the store."""
+    return any(parent.name == ARTIFACTS and (parent.parent / SUMMARY).is_file()
+               for parent in path.parents)
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:

@@ -273,7 +273,7 @@ class LocalStore:
         tags: Sequence[RunTag],
         run_name: str,
     ) -> None:
-        (run_dir / "artifacts").mkdir()
+        (run_dir / journal.ARTIFACTS).mkdir()
         state = RunState(
             run_id=run_id,
             experiment_id=experiment_id,
@@ -282,7 +282,7 @@ class LocalStore:
             status=RunStatus.RUNNING,
             start_time=start_time,
             end_time=None,
-            artifact_uri=(run_dir / "artifacts").as_uri(),
+            artifact_uri=(run_dir / journal.ARTIFACTS).as_uri(),
             tags={t.key: t.value for t in tags} | {"mlflow.runName": run_name},
         )
         journal.write_summary(run_dir, state)
@@ -488,7 +488,7 @@ class LocalStore:
     # artifacts -----------------------------------------------------------
 
     def _artifact_root(self, run_id: str) -> Path:
-        return self.run_dir(run_id) / "artifacts"
+        return self.run_dir(run_id) / journal.ARTIFACTS
 
     @contextlib.contextmanager
     def stage_artifacts(self, run_id: str, artifact_path: str | None) -> Iterator[Path]:

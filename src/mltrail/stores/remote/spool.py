@@ -45,7 +45,7 @@ SHIP_STATE = "ship.json"
 SERVER_FILE = "server.json"
 EXPERIMENT_MAP = "experiments.json"
 LOCK_FILE = ".ship.lock"
-ARTIFACTS = "artifacts"
+ARTIFACTS = journal.ARTIFACTS  # the same run-folder layout as the local store
 CLIENT_RUN_ID_TAG = "mltrail.clientRunId"
 REFUSED = "refused.jsonl"  # records the server refused, set aside (see Shipper._set_aside)
 
