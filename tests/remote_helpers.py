@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from mltrail import TrackingClient
-from mltrail.stores import resolver
+from mltrail import TrackingClient, runtime
 from mltrail.stores.remote.http import RemoteSettings
 from mltrail.stores.remote.store import RestStore
 
@@ -45,7 +44,7 @@ class RemoteFactory:
         settings = RemoteSettings(spool_dir=self.spool, **{**FAST, **overrides})
         store = RestStore(url, settings)
         self.stores.append(store)
-        self.monkeypatch.setitem(resolver._cache, url, store)
+        self.monkeypatch.setitem(runtime.process.stores, url, store)
         return TrackingClient(url)
 
     def close(self) -> None:

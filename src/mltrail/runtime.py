@@ -31,13 +31,16 @@ from typing import Any
 
 
 class Process:
-    """Process-wide state: open runs (for exit handling), clients, the experiment."""
+    """Process-wide state: open runs (for exit handling), clients and stores by URI, the
+    tracking URI set and the active experiment."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.open_runs: dict[str, Any] = {}  # run id -> fluent ActiveRun
         self.clients: dict[str, Any] = {}  # tracking uri -> TrackingClient
         self.experiment: tuple[str, str] | None = None  # (tracking uri, experiment id)
+        self.tracking_uri: str | None = None  # set_tracking_uri's, before the environment's
+        self.stores: dict[str, Any] = {}  # tracking uri -> Store, one per URI
         self.hooks_installed = False
         self.crashed_with: type[BaseException] | None = None
 

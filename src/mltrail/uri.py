@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from . import runtime
+
 DEFAULT_ROOT = "mltrail-runs"  # not named like the package, so it cannot shadow the import
 ENV_VARS = ("MLTRAIL_TRACKING_URI", "MLFLOW_TRACKING_URI")
-
-_explicit: str | None = None
 
 
 def set_tracking_uri(uri: str | os.PathLike[str] | None) -> None:
@@ -17,15 +17,15 @@ def set_tracking_uri(uri: str | os.PathLike[str] | None) -> None:
 
     `None` goes back to the environment variables or the local default.
     """
-    global _explicit
-    _explicit = None if uri is None else os.fspath(uri)
+    runtime.process.tracking_uri = None if uri is None else os.fspath(uri)
 
 
 def get_tracking_uri() -> str:
     """The URI in force: the one set, else MLTRAIL_TRACKING_URI, else
     MLFLOW_TRACKING_URI, else `./mltrail-runs` in the working directory."""
-    if _explicit:
-        return _explicit
+    explicit = runtime.process.tracking_uri
+    if explicit:
+        return explicit
     for name in ENV_VARS:
         value = os.environ.get(name)
         if value:
@@ -34,7 +34,7 @@ def get_tracking_uri() -> str:
 
 
 def is_tracking_uri_set() -> bool:
-    return bool(_explicit) or any(os.environ.get(name) for name in ENV_VARS)
+    return bool(runtime.process.tracking_uri) or any(os.environ.get(name) for name in ENV_VARS)
 
 
 def redact_uri(uri: str | os.PathLike[str] | None) -> str:

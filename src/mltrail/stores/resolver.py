@@ -12,13 +12,13 @@ from importlib import metadata
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from .. import runtime
 from ..exceptions import UnsupportedUriError
 from ..uri import redact_uri
 from .base import Store
 
 ENTRY_POINT_GROUP = "mltrail.stores"
 
-_cache: dict[str, Store] = {}
 _lock = threading.Lock()
 
 
@@ -63,7 +63,7 @@ def _build(uri: str) -> Store:
 def resolve_store(uri: str) -> Store:
     """The Store for `uri`, one instance per URI per process."""
     with _lock:
-        store = _cache.get(uri)
+        store = runtime.process.stores.get(uri)
         if store is None:
-            store = _cache[uri] = _build(uri)
+            store = runtime.process.stores[uri] = _build(uri)
         return store
