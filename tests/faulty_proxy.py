@@ -28,7 +28,8 @@ from urllib.parse import urlparse
 # ("rewrite", fn) (fn(json body) -> json body, on the server's answer);
 # ("delay_before", seconds) (held, then forwarded: the server sees it late);
 # ("hang", seconds) (a blackhole: never forwarded, never answered; the connection is
-# dropped after `seconds` or at `release_hung()`, whichever comes first).
+# dropped after `seconds` or at `release_hung()`, whichever comes first);
+# ("hold", seconds) (forwarded at once, answered after `seconds` or at `release_hung()`).
 Action = Any
 
 
@@ -58,6 +59,7 @@ class FaultyProxy:
     bearer_token: str | None = None
     authorization: str | None = None  # the exact Authorization header to demand, if set
     counts: Counter[str] = field(default_factory=Counter)
+    answered: Counter[str] = field(default_factory=Counter)  # answers sent back, by path
     seen: list[Seen] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -176,11 +178,15 @@ class FaultyProxy:
             return
         if isinstance(action, tuple) and action[0] == "delay":
             time.sleep(action[1])
+        if isinstance(action, tuple) and action[0] == "hold":
+            self._unhang.wait(action[1])
         if isinstance(action, tuple) and action[0] == "rewrite":
             rewrite: Callable[[Any], Any] = action[1]
             data = json.dumps(rewrite(json.loads(data))).encode()
         with contextlib.suppress(OSError):  # the client gave up waiting (the delay case)
             self._reply(req, status, data, {"Content-Type": content_type})
+            with self._lock:
+                self.answered[path] += 1
 
     def _record(self, method: str, path: str, action: str) -> None:
         with self._lock:

@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -219,20 +218,23 @@ def test_search_child_runs_are_created_in_the_background(
         mltrail.set_tracking_uri(proxy.url)
         experiment = mltrail.set_experiment(unique("grid"))
         proxy.add("runs/create", "forward")  # the search's own run
-        proxy.add("runs/create", ("delay", 1.5), times=3)  # each candidate's, answered late
+        # Each candidate's create is answered only when the test releases it (or after
+        # 60 s): a fit that waited for a candidate's id could not return before then.
+        proxy.add("runs/create", ("hold", 60), times=3)
         mltrail.sklearn.autolog(log_models=False)
         try:
             X, y = load_iris(return_X_y=True)
             grid = {"max_depth": [1, 2, 3]}
             GridSearchCV(DecisionTreeClassifier(random_state=0), grid, cv=2).fit(X, y)
-            fit_returned = time.monotonic()
+            answered_when_fit_returned = sum(
+                n for path, n in proxy.answered.items() if path.endswith("runs/create"))
         finally:
             mltrail.sklearn.autolog(disable=True)
+            proxy.release_hung()
+        assert answered_when_fit_returned == 1  # only the search's own run
         assert client.store.flush(60)
         creates = [s.at for s in proxy.seen if s.path.endswith("runs/create")]
         assert len(creates) == 4  # the search's run and three candidates
-        # The fit did not wait for the candidates' ids: the last was answered after it.
-        assert creates[-1] + 1.5 > fit_returned
         assert proxy.count("runs/search") == 0  # never offered before: nothing to look up
 
     server = mlflow_module.MlflowClient(tracking_uri=mlflow_server.url)
