@@ -9,6 +9,7 @@ other import order.
 from __future__ import annotations
 
 import math
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -88,6 +89,7 @@ def test_single_objective_is_one_parent_and_a_child_per_trial(autolog: None) -> 
     assert p["direction"] == "minimize"
     assert p["sampler"] == "TPESampler"
     assert p["sampler.n_startup_trials"] == "3"
+    assert p["sampler.seed"] == "0"  # built after autolog: its seed was noted
     assert p["pruner"] == "MedianPruner"  # Optuna's default
     assert (p["n_trials"], p["timeout"], p["n_jobs"]) == ("6", "None", "1")
     assert parent.data.tags["optuna.study_name"] == "quad"
@@ -128,6 +130,7 @@ def test_multi_objective_values_and_the_pareto_front(autolog: None) -> None:
     (parent,) = parents()
     assert parent.data.params["directions"] == "minimize,minimize"
     assert parent.data.params["sampler"] == "RandomSampler"
+    assert parent.data.params["sampler.seed"] == "1"
     assert "best_value" not in parent.data.metrics
     front = sorted(t.number for t in study.best_trials)
     assert parent.data.tags["optuna.pareto_front_trials"] == ",".join(map(str, front))
@@ -370,6 +373,18 @@ def test_the_users_open_run_is_the_parent(autolog: None) -> None:
     assert parent.info.run_id == run.info.run_id
     assert parent.data.params["n_trials"] == "2"
     assert len(children_of(parent)) == 2
+
+
+def test_sampler_seeds_are_noted_where_optuna_keeps_none(autolog: None) -> None:
+    optuna.create_study(sampler=optuna.samplers.RandomSampler()).optimize(quadratic, n_trials=1)
+    with pytest.warns(optuna.exceptions.ExperimentalWarning) as caught:
+        qmc = optuna.samplers.QMCSampler(seed=5)
+    assert caught[0].filename == __file__  # the sampler's own warning still names this line
+    optuna.create_study(sampler=qmc).optimize(quadratic, n_trials=1)
+    tpe = optuna.samplers.TPESampler(seed=11)
+    assert pickle.loads(pickle.dumps(tpe)).sample_independent  # still pickles
+    seeds = {r.data.params["sampler"]: r.data.params.get("sampler.seed") for r in parents()}
+    assert seeds == {"RandomSampler": None, "QMCSampler": "5"}
 
 
 def test_disabled_records_nothing(autolog: None) -> None:

@@ -6,8 +6,8 @@ run, or logs into the run the user has open. It records:
 - on the study's run, at the start: `study_name`, `direction` (or `directions`
   for a multi-objective study), `metric_names` when set, `sampler` (its class)
   and `sampler.<setting>` for the sampler's plain settings (`n_startup_trials`,
-  `seed` where the sampler keeps it), `pruner` and `pruner.<setting>` likewise,
-  `n_trials`, `timeout` and `n_jobs`; tag `optuna.study_name`;
+  `seed` when the sampler keeps it or was built after `autolog()`), `pruner`
+  and `pruner.<setting>` likewise, `n_trials`, `timeout` and `n_jobs`; tag `optuna.study_name`;
 - on the study's run, at the end: metrics `n_trials_complete`,
   `n_trials_pruned` and `n_trials_failed`, counting this call's trials only;
   for a single objective, metric `best_value`, params `best_<name>` (the study's

@@ -16,12 +16,28 @@ from typing import Any
 
 import mltrail.autologging as autologging
 
-from .study import FLAVOR, Search, current_trial
+from .study import FLAVOR, SEEDS, Search, current_trial
 
 
 def patch_optuna(module: Any) -> None:
     autologging.safe_patch(FLAVOR, module.study.Study, "optimize", _optimize_wrapper)
     autologging.safe_patch(FLAVOR, module.trial.Trial, "report", _report_wrapper)
+    # Optuna's samplers turn their seed into a random state and keep no seed. The
+    # seed is noted where that state is built (inside the sampler's `__init__`, so the
+    # sampler's own warnings still name the caller's line), to describe the study.
+    lazy = getattr(getattr(module.samplers, "_lazy_random_state", None), "LazyRandomState", None)
+    if lazy is not None:
+        autologging.safe_patch(FLAVOR, lazy, "__init__", _random_state_init_wrapper)
+
+
+def _random_state_init_wrapper(
+    call_original: autologging.OriginalCall, instance: Any, args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> None:
+    call_original(*args, **kwargs)
+    seed = inspect.signature(call_original.func).bind(*args, **kwargs).arguments.get("seed")
+    if instance is not None and isinstance(seed, int) and not isinstance(seed, bool):
+        SEEDS[instance] = seed
 
 
 def _optimize_wrapper(

@@ -26,6 +26,7 @@ import numbers
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -51,6 +52,18 @@ MEMORY_ATTR = "_mltrail_trial_runs"
 
 _BAD_KEY_CHARS = re.compile(r"[^\w.\- :/]")
 _MISSING = object()
+# The seed each of Optuna's lazy random states was built with, noted by the patched
+# `LazyRandomState.__init__`: a sampler keeps its state as `_rng`, and no seed.
+SEEDS: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+
+def remember_seed(sampler: Any) -> int | None:
+    """The seed `sampler` was built with, if it was built under autolog."""
+    state = getattr(sampler, "__dict__", {}).get("_rng")
+    try:
+        return SEEDS.get(state) if state is not None else None
+    except TypeError:  # not weakly referenceable
+        return None
 
 
 def clean_key(key: str) -> str:
@@ -68,8 +81,8 @@ def _settings(obj: Any, prefix: str) -> dict[str, Any]:
 
     A setting is a parameter of the class's `__init__` kept as `_<name>` (or
     `<name>`) with a plain value; a wrapped sampler or pruner is named by its
-    class. Optuna's samplers seed a random state and keep no seed, so `seed`
-    appears only where the sampler keeps it (QMCSampler).
+    class. Most of Optuna's samplers seed a random state and keep no seed: theirs
+    is the one noted when the sampler was built under autolog (see `SEEDS`).
     """
     params: dict[str, Any] = {prefix: type(obj).__name__}
     try:
@@ -91,6 +104,8 @@ def _settings(obj: Any, prefix: str) -> dict[str, Any]:
             value = getattr(nested, name, _MISSING) if nested is not None else _MISSING
             if value is _MISSING:
                 continue
+        if name == "seed" and value is None:
+            continue  # QMCSampler keeps the None it was given; a seed drawn later is not it
         if _is_plain(value):
             params[f"{prefix}.{name}"] = value
         elif type(value).__module__.startswith("optuna."):
@@ -181,6 +196,9 @@ class Search:
         if search.metric_names:
             params["metric_names"] = ",".join(search.metric_names)
         params.update(_settings(study.sampler, "sampler"))
+        seed = remember_seed(study.sampler)
+        if seed is not None:
+            params.setdefault("sampler.seed", seed)
         params.update(_settings(study.pruner, "pruner"))
         for name, default in (("n_trials", None), ("timeout", None), ("n_jobs", 1)):
             params[name] = arguments.get(name, default)
