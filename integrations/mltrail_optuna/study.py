@@ -123,7 +123,7 @@ def _values_problem(values: Sequence[Any], n_directions: int) -> str | None:
         except (ValueError, TypeError):
             errors.append(f"The value {v!r} could not be cast to float")
             continue
-        if math.isnan(v):
+        if math.isnan(float(v)):
             errors.append(f"The value {v} is not acceptable")
     if errors:
         return "; ".join(errors)
