@@ -441,3 +441,53 @@ def test_import_order_does_not_matter(tmp_path: Path, order: str) -> None:
                           timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["4", "3"]
+
+
+def test_study_logged_to_an_mlflow_server(
+    autolog: None, mlflow_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One parent with a child per trial, pruned and failed ones included, read back
+    with MLflow's own client (what its UI shows as nested runs)."""
+    import mlflow
+    from remote_helpers import RemoteFactory, unique
+
+    factory = RemoteFactory(tmp_path / "spool", monkeypatch)
+    client = factory(mlflow_server.url)
+    mltrail.set_tracking_uri(mlflow_server.url)
+    experiment = mltrail.set_experiment(unique("optuna"))
+
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0, 1)
+        trial.report(x, 0)
+        trial.report(x / 2, 1)
+        if trial.number == 1:
+            raise optuna.TrialPruned()
+        if trial.number == 2:
+            raise ValueError("bad")
+        return x
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    try:
+        study.optimize(objective, n_trials=4, catch=(ValueError,))
+        assert client.store.flush(60)
+    finally:
+        factory.close()
+
+    server = mlflow.MlflowClient(tracking_uri=mlflow_server.url)
+    runs = server.search_runs([experiment.experiment_id])
+    (parent,) = [r for r in runs if PARENT not in r.data.tags]
+    assert len(runs) == 5
+    children = {int(r.data.tags["optuna.trial_number"]): r for r in runs if r is not parent}
+    assert {n: c.info.status for n, c in children.items()} == {
+        0: "FINISHED", 1: "KILLED", 2: "FAILED", 3: "FINISHED"}
+    for trial in study.trials:
+        child = children[trial.number]
+        assert child.data.tags[PARENT] == parent.info.run_id
+        assert child.info.run_name == f"trial-{trial.number}"
+        assert child.data.params == {"x": str(trial.params["x"])}
+        steps = server.get_metric_history(child.info.run_id, "intermediate_value")
+        assert sorted((m.step, m.value) for m in steps) == sorted(
+            trial.intermediate_values.items())
+    assert parent.data.tags["optuna.best_run_id"] == children[study.best_trial.number].info.run_id
+    assert parent.data.metrics["n_trials_pruned"] == 1
+    assert parent.data.metrics["n_trials_failed"] == 1
