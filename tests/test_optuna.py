@@ -387,6 +387,37 @@ def test_sampler_seeds_are_noted_where_optuna_keeps_none(autolog: None) -> None:
     assert seeds == {"RandomSampler": None, "QMCSampler": "5"}
 
 
+def test_extra_tags_and_exclusive(tracking_dir: Path) -> None:
+    mltrail.optuna.autolog(extra_tags={"team": "search"})
+    try:
+        optuna.create_study().optimize(quadratic, n_trials=2)
+        assert len(all_runs()) == 3
+        assert all(r.data.tags["team"] == "search" for r in all_runs())
+        mltrail.optuna.autolog(exclusive=True)
+        with mltrail.start_run() as run:
+            optuna.create_study().optimize(quadratic, n_trials=2)
+        assert len(all_runs()) == 4  # the user's run, with nothing of the study in it
+        assert mltrail.get_run(run.info.run_id).data.params == {}
+    finally:
+        mltrail.optuna.autolog(disable=True)
+
+
+def test_ctrl_c_in_a_trial_kills_its_run_and_the_study_run(autolog: None) -> None:
+    def objective(trial: optuna.Trial) -> float:
+        trial.suggest_float("x", 0, 1)
+        raise KeyboardInterrupt
+
+    study = optuna.create_study()
+    with pytest.raises(KeyboardInterrupt):
+        study.optimize(objective, n_trials=3)
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL
+    (parent,) = parents()
+    (child,) = children_of(parent).values()
+    assert (parent.info.status, child.info.status) == (RunStatus.KILLED, RunStatus.KILLED)
+    assert child.data.tags["optuna.state"] == "FAIL"
+    assert mltrail.active_run() is None
+
+
 def test_disabled_records_nothing(autolog: None) -> None:
     mltrail.optuna.autolog(disable=True)
     optuna.create_study().optimize(quadratic, n_trials=2)
