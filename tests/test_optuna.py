@@ -522,3 +522,34 @@ def test_study_logged_to_an_mlflow_server(
     assert parent.data.tags["optuna.best_run_id"] == children[study.best_trial.number].info.run_id
     assert parent.data.metrics["n_trials_pruned"] == 1
     assert parent.data.metrics["n_trials_failed"] == 1
+
+
+def test_processes_sharing_a_storage_each_log_their_own_trials(tracking_dir: Path) -> None:
+    pytest.importorskip("sqlalchemy")
+    storage = f"sqlite:///{tracking_dir.parent / 'study.db'}"
+    optuna.create_study(study_name="shared", storage=storage)
+    script = textwrap.dedent(f"""
+        import mltrail
+        mltrail.set_tracking_uri({str(tracking_dir)!r})
+        mltrail.autolog()
+        import optuna
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        study = optuna.load_study(study_name="shared", storage={storage!r})
+        study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    """)
+    workers = [subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE,
+                                text=True) for _ in range(2)]
+    for worker in workers:
+        assert worker.wait(timeout=120) == 0, worker.stderr.read() if worker.stderr else ""
+    found = parents()
+    assert len(found) == 2
+    numbers = [sorted(children_of(parent)) for parent in found]
+    assert all(len(n) == 3 for n in numbers)
+    assert sorted(numbers[0] + numbers[1]) == list(range(6))
+    study = optuna.load_study(study_name="shared", storage=storage)
+    for parent, mine in zip(found, numbers, strict=True):
+        assert parent.data.params["study_name"] == "shared"
+        assert parent.data.metrics["n_trials_complete"] == 3
+        for number in mine:
+            run = children_of(parent)[number]
+            assert run.data.params == {"x": str(study.trials[number].params["x"])}
