@@ -105,13 +105,12 @@ def _settings(obj: Any, prefix: str) -> dict[str, Any]:
             if value is _MISSING:
                 continue
         if name == "seed" and value is None:
-            continue  # QMCSampler keeps the None it was given; a seed drawn later is not it
+            continue  # no seed to replay (QMCSampler keeps the one it drew for None)
         if _is_plain(value):
             params[f"{prefix}.{name}"] = value
         elif type(value).__module__.startswith("optuna."):
             params[f"{prefix}.{name}"] = type(value).__name__
     return params
-
 
 
 def _values_problem(values: Sequence[Any], n_directions: int) -> str | None:
