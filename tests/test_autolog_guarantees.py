@@ -1,7 +1,7 @@
 """Autolog never changes what a library does: pickling, parallel jobs, import order,
 the user's call made exactly once, random states, thread limits, and warnings.
 
-Real scikit-learn, xgboost and hyperopt on small built-in data throughout. The
+Real scikit-learn, xgboost, hyperopt and Optuna on small built-in data throughout. The
 parallel paths and import orders run in fresh interpreters (`parallel_paths.py`),
 since autolog must be turned on before scikit-learn is imported there.
 """
@@ -28,10 +28,12 @@ import joblib
 import mltrail_sklearn.recording as sk_recording
 import mltrail_xgboost.recording as xgb_recording
 import numpy as np
+import optuna
 import pytest
 import xgboost as xgb
 from hyperopt import STATUS_OK, Trials, fmin, hp, tpe
 from mltrail_hyperopt.search import Search
+from mltrail_optuna.study import Search as OptunaSearch
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.datasets import load_iris
 from sklearn.dummy import DummyClassifier
@@ -315,6 +317,11 @@ STEPS = {
     "hyperopt trial run": (Search, "_open_trial"),
     "hyperopt trial record": (Search, "_log_trial"),
     "hyperopt outcome": (Search, "_log_best_params"),
+    "optuna study start": (OptunaSearch, "start"),
+    "optuna trial run": (OptunaSearch, "_open_trial"),
+    "optuna trial record": (OptunaSearch, "_log_trial"),
+    "optuna report": (OptunaSearch, "log_report"),
+    "optuna outcome": (OptunaSearch, "_log_best"),
 }
 
 
@@ -347,11 +354,23 @@ def _workloads() -> dict[str, Any]:
                     trials=trials, rstate=np.random.default_rng(0), show_progressbar=False)
         return [best["C"], *trials.losses()]
 
+    def optuna_study() -> Any:
+        def objective(trial: optuna.Trial) -> float:
+            model = LogisticRegression(C=trial.suggest_float("C", 0.05, 3, log=True),
+                                       max_iter=300).fit(X, Y)
+            trial.report(model.score(X, Y), 0)
+            return -model.score(X, Y)
+
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+        study.optimize(objective, n_trials=4)
+        return [study.best_params["C"], *(t.value for t in study.trials)]
+
     def estimator() -> Any:
         return LogisticRegression(max_iter=300).fit(X, Y).predict_proba(X).ravel().tolist()
 
     return {"sklearn": estimator, "search": search, "xgboost": booster,
-            "xgboost wrapper": wrapper, "hyperopt": hyperopt_search}
+            "xgboost wrapper": wrapper, "hyperopt": hyperopt_search, "optuna": optuna_study}
 
 
 @pytest.mark.parametrize("step", sorted(STEPS))
@@ -578,7 +597,7 @@ def test_broken_plugins_are_skipped_with_one_warning_naming_each(
     messages = [str(w.message) for w in caught]
     assert sum("'nocontract'" in m and "INTEGRATION" in m for m in messages) == 1, messages
     assert sum("'noimport'" in m for m in messages) == 1, messages
-    assert set(autologging.registered()) == {"sklearn", "xgboost", "hyperopt"}
+    assert set(autologging.registered()) == {"sklearn", "xgboost", "hyperopt", "optuna"}
     LogisticRegression(max_iter=300).fit(X, Y)  # the working plugins still record
     mltrail.autolog(disable=True)
     assert len(runs()) == 1

@@ -18,7 +18,7 @@ import tempfile
 
 import pytest
 
-FRAMEWORKS = ("sklearn", "xgboost", "hyperopt")
+FRAMEWORKS = ("sklearn", "xgboost", "hyperopt", "optuna")
 
 _state: dict[str, object] = {}
 
