@@ -262,15 +262,7 @@ class Search:
 
     def _end_trial(self, trial: Trial, status: str) -> None:
         """End the trial run, and any run the objective left open above it."""
-        while True:
-            top = autologging.active_run()
-            if top is None or top is trial.below:
-                break  # the objective ended the trial run itself
-            if top is trial.active:
-                autologging.end_run(status)
-                return
-            autologging.end_run(status)  # an adopted handle (not ended) or a run left open
-        self.client.set_terminated(trial.run_id, status)
+        autologging.end_child_run(trial.active, trial.below, status)
 
     # the end ---------------------------------------------------------------
 

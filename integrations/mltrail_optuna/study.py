@@ -323,15 +323,7 @@ class Search:
 
     def _end_trial(self, running: RunningTrial, status: str) -> None:
         """End the trial run, and any run the objective left open above it."""
-        while True:
-            top = autologging.active_run()
-            if top is None or top is running.below:
-                break  # the objective ended the trial run itself
-            if top is running.active:
-                autologging.end_run(status)
-                return
-            autologging.end_run(status)  # an adopted handle (not ended) or a run left open
-        self.client.set_terminated(running.run_id, status)
+        autologging.end_child_run(running.active, running.below, status)
 
     # the end -----------------------------------------------------------------
 

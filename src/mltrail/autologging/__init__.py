@@ -67,6 +67,7 @@ __all__ = [
     "class_tree",
     "current_session",
     "enable",
+    "end_child_run",
     "end_run",
     "in_training",
     "is_patched",
@@ -109,6 +110,25 @@ def log_keeping_params(
     new = [Param(k, v) for k, v in params.items() if k not in existing]
     client.log_batch(run_id, metrics, new, tags)
     return sorted(k for k, v in params.items() if k in existing and existing[k] != str(v))
+
+
+def end_child_run(active: ActiveRun, below: ActiveRun | None, status: str) -> None:
+    """End a child run that user code ran inside (a search's trial), with `status`.
+
+    The user's code may have ended the run itself, or left runs open above it (an
+    adopted `start_run(nested=True)` handle, a run it forgot to end): those are
+    ended first, down to `active`; `below` is the run that was active before the
+    child was started, where the unwinding stops.
+    """
+    while True:
+        top = active_run()
+        if top is None or top is below:
+            break  # the user's code ended the child run itself
+        if top is active:
+            end_run(status)
+            return
+        end_run(status)  # an adopted handle (not ended) or a run left open
+    active.client.set_terminated(active.info.run_id, status)
 
 
 def __getattr__(name: str) -> Any:
