@@ -736,3 +736,27 @@ except MltrailError as exc:
     server = mlflow_client_cls(tracking_uri=mlflow_server.url)
     on_server = server.get_experiment_by_name(experiment)
     assert server_runs(server, on_server.experiment_id) == []  # no empty RUNNING run
+
+
+def test_warnings_as_errors_never_stop_the_background_sender(
+    mlflow_server: Any, remote: RemoteFactory, mlflow_client_cls: Any
+) -> None:
+    # Test suites run with warnings turned into errors; the sender's own warnings
+    # (server down, records waiting) then raise in its thread. A guard, not a fix: it
+    # passed before too, since the next record logged starts a stopped sender again.
+    import warnings
+
+    with FaultyProxy(mlflow_server.url) as proxy:
+        client = remote(proxy.url)
+        experiment = client.create_experiment(unique("warn-errors"))
+        run_id = client.create_run(experiment).info.run_id
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            proxy.down = True
+            client.log_metric(run_id, "m", 1.0, timestamp=BASE_TS, step=0)
+            assert not client.flush(1.5)  # the sender met the down server and warned
+            proxy.down = False
+            client.log_metric(run_id, "m", 2.0, timestamp=BASE_TS, step=1)
+            assert client.flush(30)
+    points = history(mlflow_client_cls(tracking_uri=mlflow_server.url), run_id, "m")
+    assert [(step, value) for step, _, value in points] == [(0, 1.0), (1, 2.0)]
