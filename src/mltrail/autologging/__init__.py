@@ -30,6 +30,7 @@ from ..fluent import ActiveRun, active_run, adoptable, end_run, start_run
 from .enabling import autolog, enable, owner_of, registered, unsupported_versions
 from .integration import Integration, IntegrationError
 from .options import AutologOptions
+from .options import get as options_of
 from .options import reset as reset_options
 from .patching import OriginalCall, class_tree, is_patched, safe_patch
 from .session import (
@@ -74,6 +75,7 @@ __all__ = [
     "isolated",
     "log_keeping_params",
     "models",
+    "options_of",
     "owner_of",
     "registered",
     "reset_options",
