@@ -14,7 +14,7 @@ from typing import Any
 
 import mltrail.autologging as autologging
 
-from . import post_training, recording
+from . import html_view, post_training, recording
 
 FLAVOR = "sklearn"
 FIT_METHODS = ("fit", "fit_transform", "fit_predict")
@@ -127,6 +127,6 @@ def _fit_wrapper(
             session.safe("log the search results", recording.log_search, session, instance)
             if session.options.log_models:
                 session.safe("log the model", recording.log_fitted_model, session, instance, X)
-            session.safe("log estimator.html", recording.log_estimator_html, session, instance)
+            session.safe("log estimator.html", html_view.log_estimator_html, session, instance)
         session.safe("register the model for post-training metrics",
                      post_training.register_model, session, instance)

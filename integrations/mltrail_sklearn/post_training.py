@@ -14,8 +14,9 @@ The chain, and the facts from MLflow it keeps:
   arguments logs `<function>_<dataset>` (`accuracy_score_X_test`), and
   `model.score(X, y)` of a registered model logs `<Class>_score_<dataset>`; a
   second call of the same function in a run becomes `<function>-2_<dataset>`;
-- `metric_info.json`, rewritten with each new metric, maps every key to the call
-  that made it (`accuracy_score(y_true=y_test, y_pred=y_pred)`);
+- `metric_info.json` maps every key to the call that made it
+  (`accuracy_score(y_true=y_test, y_pred=y_pred)`); MLflow rewrites it with each
+  call, here at most once a second and at `flush()` and exit;
 - nothing is logged for a result no registered model produced, for a value that
   is not a number, or for calls made inside another patched call (a Pipeline's
   inner predict, the metric `score` calls itself) or inside a training call.
@@ -44,6 +45,7 @@ from mltrail.autologging import Metric
 FLAVOR = "sklearn"
 OPTION = "log_post_training_metrics"
 INFO_FILE = "metric_info.json"
+_INFO_INTERVAL = 1.0  # seconds between rewrites of metric_info.json during a burst of calls
 UNKNOWN_DATASET = "unknown_dataset"
 PREDICT_METHODS = ("predict", "predict_proba", "predict_log_proba", "transform")
 _EXCLUDED = frozenset(("check_scoring", "get_scorer", "make_scorer", "get_scorer_names"))
@@ -63,6 +65,8 @@ class _Registry:
         self.results: dict[int, tuple[str, str, Any]] = {}  # id -> dataset name, run, client
         self.datasets: dict[tuple[str, str], list[int]] = {}  # (run, name) -> dataset ids
         self.calls: dict[str, dict[str, list[tuple[str, str]]]] = {}  # run -> fn -> (key, cmd)
+        self.unwritten: dict[str, Any] = {}  # run -> client, where metric_info.json lags
+        self.written_at: dict[str, float] = {}  # run -> when metric_info.json was written
 
 
 _registry = _Registry()
@@ -218,16 +222,50 @@ def _loggable(value: Any) -> bool:
 
 
 def _log(run_id: str, client: Any, metric: str, dataset: str, value: Any, command: str) -> None:
-    """Log `<metric>[-n]_<dataset>` and rewrite the run's metric_info.json."""
+    """Log `<metric>[-n]_<dataset>`; metric_info.json follows (see `_write_info`)."""
     with _registry.lock:
         calls = _registry.calls.setdefault(run_id, {}).setdefault(metric, [])
         index = len(calls)
         key = f"{metric if index == 0 else f'{metric}-{index + 1}'}_{dataset}"
         calls.append((key, command))
-        info = dict(sorted(pair for pairs in _registry.calls[run_id].values() for pair in pairs))
+        _registry.unwritten[run_id] = client
+        due = time.monotonic() - _registry.written_at.get(run_id, 0.0) >= _INFO_INTERVAL
     client.log_batch(run_id, metrics=[Metric(key, float(value), int(time.time() * 1000), 0)])
+    if due:
+        _write_info(run_id)
+    else:
+        autologging.background_work(write_pending)
+
+
+def _write_info(run_id: str) -> None:
+    """Rewrite the run's metric_info.json with every call so far.
+
+    Writing an artifact costs milliseconds (a file moved into the run's folder, or
+    an upload), more than most metric calls, which often sit in loops: it is
+    rewritten at most once a second while calls come, and always by
+    `mltrail.flush()` and at exit, so the file ends complete.
+    """
+    with _registry.lock:
+        client = _registry.unwritten.pop(run_id, None)
+        if client is None:
+            return
+        _registry.written_at[run_id] = time.monotonic()
+        info = dict(sorted(pair for pairs in _registry.calls[run_id].values() for pair in pairs))
     with client.stage_artifacts(run_id) as folder:
         (folder / INFO_FILE).write_text(json.dumps(info, indent=2))
+
+
+def write_pending(timeout: float = 0.0) -> bool:
+    """Write the metric_info.json files that lag behind (flush and exit call this)."""
+    with _registry.lock:
+        runs = list(_registry.unwritten)
+    for run_id in runs:
+        try:
+            _write_info(run_id)
+        except Exception as exc:
+            autologging.warn_once(FLAVOR, "could not write metric_info.json",
+                                  f"{type(exc).__name__}: {exc}")
+    return True
 
 
 # patch wrappers --------------------------------------------------------------------

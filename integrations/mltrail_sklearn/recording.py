@@ -329,7 +329,7 @@ def log_classifier_plots(
     column of `classes_[1]` (else `decision_function`). Only numbers are computed
     here; `mltrail.plots` writes the images and `plots.json`.
     """
-    from mltrail import plots
+    from mltrail.autologging import plots
 
     y = np.asarray(y)
     if y.ndim > 1 or np.ndim(y_pred) > 1:
@@ -351,17 +351,6 @@ def log_classifier_plots(
                                                       estimator=name))
     with session.stage_artifacts() as folder:  # written in place
         plots.write(folder, found)
-
-
-def log_estimator_html(session: Session, estimator: Any) -> None:
-    """`estimator.html`: scikit-learn's own HTML view of the fitted estimator, as MLflow
-    logs it (a full page declaring UTF-8, so the toggles' triangles show)."""
-    from sklearn.utils import estimator_html_repr
-
-    page = ('<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="UTF-8"/></head>\n'
-            f"<body>\n{estimator_html_repr(estimator)}\n</body>\n</html>\n")
-    with session.stage_artifacts() as folder:
-        (folder / "estimator.html").write_text(page, encoding="utf-8")
 
 
 def _regressor_metrics(y: Any, y_pred: Any, sample_weight: Any) -> dict[str, float]:

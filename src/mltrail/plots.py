@@ -299,6 +299,7 @@ def _importance_body(plot: dict[str, Any]) -> tuple[str, int]:
     row_height = 22 if classes == 1 else 10 * classes + 8
     left = min(200, 20 + 7 * max((len(f) for f in features), default=4))
     height = max(_H, _TOP + _BOTTOM + row_height * len(features))
+    row_height = (height - _TOP - _BOTTOM) / max(len(features), 1)  # bars fill the axes
     width = _W - left - _RIGHT
     top = max((max(r) for r in rows if r), default=0.0) or 1.0
     low = min(0.0, min((min(r) for r in rows if r), default=0.0))
