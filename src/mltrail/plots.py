@@ -26,7 +26,7 @@ draws the curves without computing them again. Its schema (version 1)::
         "auc": 0.97},
        {"name": "training_precision_recall_curve", "kind": "precision_recall_curve",
         "title": "Precision recall curve", "estimator": "...", "pos_label": "1",
-        "x": [...], "y": [...],               # recall and precision
+        "x": [...], "y": [...],               # recall (falling to 0) and precision
         "average_precision": 0.95},
        {"name": "feature_importance_weight", "kind": "feature_importance",
         "title": "Feature Importance (weight)", "importance_type": "weight",
@@ -136,7 +136,8 @@ def precision_recall_curve(
     name: str, y_true: Any, score: Any, pos_label: Any, sample_weight: Any = None,
     estimator: str = "",
 ) -> dict[str, Any]:
-    """Recall and precision at each threshold (recall rising), and average precision."""
+    """Recall and precision at each threshold, recall falling to 0 as scikit-learn returns
+    them, and average precision."""
     import numpy as np
 
     tps, fps = _binary_counts(y_true, score, pos_label, sample_weight)
