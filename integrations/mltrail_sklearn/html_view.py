@@ -9,9 +9,10 @@ same bytes `log_models` writes) and goes on; a reader thread writes the page
 into the run when the helper answers. `mltrail.flush()` and the exit path wait
 for pages not yet written (bounded by the flush timeout).
 
-The helper is this module run as a script: a fresh interpreter where autolog is
-off, so unpickling and drawing record nothing. An estimator it cannot load or
-draw leaves a `mltrail.note.estimator_html` tag on its run instead of the page.
+The helper starts when the first fit does, so it has loaded scikit-learn by the
+time that fit's page is asked for. It is this module run as a script: a fresh
+interpreter where autolog is off, so unpickling and drawing record nothing. An
+estimator it cannot load or draw leaves a `mltrail.note.estimator_html` tag on its run instead of the page.
 """
 
 from __future__ import annotations
@@ -72,10 +73,13 @@ class _Helper:
         self._pending: dict[int, Callable[[str | None, str], None]] = {}
         self._next = 0
         self._starts = 0
+        self._pid = os.getpid()
 
     def submit(self, estimator: Any, done: Callable[[str | None, str], None]) -> None:
         """Draw `estimator`'s view in the helper; `done(html or None, error)` is called
         from the reader thread. Raises if the estimator does not pickle."""
+        if self._pid != os.getpid():  # a forked child: the parent's helper, lock and pages
+            self.__init__()  # type: ignore[misc]  # are not its own
         payload = _dumps(estimator)
         with self._lock:
             process = self._running()
@@ -151,6 +155,14 @@ def log_estimator_html(session: autologging.Session, estimator: Any) -> None:
     _helper.submit(estimator, done)
 
 
+def warm_up() -> None:
+    """Start the helper (once) while the first fit trains, so that its interpreter and
+    scikit-learn are loaded by the time the fit's page is asked for."""
+    if _helper._process is None:
+        with _helper._lock:
+            _helper._running()
+
+
 def wait(timeout: float = 30.0) -> bool:
     """Wait for the pages submitted so far (tests; `mltrail.flush()` does it too)."""
     return _helper.wait(timeout)
@@ -158,6 +170,8 @@ def wait(timeout: float = 30.0) -> bool:
 
 def main() -> None:
     """The helper: read pickled estimators from stdin, answer their HTML pages on stdout."""
+    from sklearn.utils import estimator_html_repr  # loaded before the first request
+
     source, sink = sys.stdin.buffer, sys.stdout.buffer
     while True:
         request = _receive(source)
@@ -165,8 +179,6 @@ def main() -> None:
             return
         job, payload = pickle.loads(request)
         try:
-            from sklearn.utils import estimator_html_repr
-
             answer = (job, page(estimator_html_repr(pickle.loads(payload))), "")
         except Exception as exc:
             answer = (job, None, f"{type(exc).__name__}: {exc}")

@@ -118,6 +118,7 @@ def _fit_wrapper(
             return
         X, y, sample_weight = session.safe("read the fit arguments", recording.fit_inputs,
                                            call_original.func, args, kwargs) or (None, None, None)
+        session.safe("start the estimator.html helper", html_view.warm_up)
         session.safe("log params", recording.log_params, session, instance)
         session.log_input(X, y)
         call_original(*args, **kwargs)

@@ -271,29 +271,29 @@ def write_pending(timeout: float = 0.0) -> bool:
 # patch wrappers --------------------------------------------------------------------
 
 
-def _bound(instance: Any, args: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...], bool]:
-    """(self, the call's other arguments, whether self came first in `args`).
+def _bound(instance: Any, args: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
+    """(self, the call's other arguments).
 
     A method reached through scikit-learn's `available_if` descriptor (a Pipeline's
     predict) is its plain function called with the estimator first.
     """
     if instance is None and args:
-        return args[0], args[1:], True
-    return instance, args, False
+        return args[0], args[1:]
+    return instance, args
 
 
 def _first_argument(func: Callable[..., Any], args: tuple[Any, ...],
                     kwargs: dict[str, Any]) -> Any:
+    """The data a method was called with (`X`), by position or by name."""
     if args:
         return args[0]
-    names = _parameter_names(getattr(func, "__func__", func))
-    skip = 0 if hasattr(func, "__self__") else 1
-    return kwargs.get(names[skip]) if len(names) > skip else None
+    names = _parameter_names(getattr(func, "__func__", func))  # self first
+    return kwargs.get(names[1]) if len(names) > 1 else None
 
 
 def predict_wrapper(call_original: autologging.OriginalCall, instance: Any,
                     args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    model, rest, _ = _bound(instance, args)
+    model, rest = _bound(instance, args)
     target = _model_run(model) if _active() else None
     if target is None:
         call_original(*args, **kwargs)
@@ -307,7 +307,7 @@ def predict_wrapper(call_original: autologging.OriginalCall, instance: Any,
 
 def score_wrapper(call_original: autologging.OriginalCall, instance: Any,
                   args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    model, rest, _ = _bound(instance, args)
+    model, rest = _bound(instance, args)
     target = _model_run(model) if _active() else None
     if target is None:
         call_original(*args, **kwargs)
