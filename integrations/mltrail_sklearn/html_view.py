@@ -12,7 +12,8 @@ for pages not yet written (bounded by the flush timeout).
 The helper starts when the first fit does, so it has loaded scikit-learn by the
 time that fit's page is asked for. It is this module run as a script: a fresh
 interpreter where autolog is off, so unpickling and drawing record nothing. An
-estimator it cannot load or draw leaves a `mltrail.note.estimator_html` tag on its run instead of the page.
+estimator it cannot load or draw leaves a `mltrail.note.estimator_html` tag on its
+run instead of the page.
 """
 
 from __future__ import annotations
