@@ -8,13 +8,14 @@ Measured side by side in this one process (medians, with the quartiles):
    breast-cancer data): mltrail's SVG writer vs matplotlib through scikit-learn's
    Display classes saved as PNG (what MLflow does), plus matplotlib's import time
    in a fresh interpreter;
-2. estimator.html for a fitted 10-tree forest: `estimator_html_repr` in the
+2. the xgboost importance plot (data, SVG and plots.json written) per train;
+3. estimator.html for a fitted 10-tree forest: `estimator_html_repr` in the
    training thread vs what the training thread pays now (pickling the estimator
    for the helper process);
-3. one post-training metric call, `accuracy_score(y_test, y_pred)`: autolog off,
+4. one post-training metric call, `accuracy_score(y_test, y_pred)`: autolog off,
    autolog on with `y_pred` from a logged model (logs a metric and rewrites
    metric_info.json), and autolog on with an array no logged model produced;
-4. the wine forest workload (10 fits): CPU time of this process, bare vs
+5. the wine forest workload (10 fits): CPU time of this process, bare vs
    defaults vs `log_plots=False`, paired repetitions. CPU time leaves out the
    helper process by design (it is off the training path) and is steadier than
    wall time on a loaded machine; run.py gives the wall-time ratios.
@@ -102,6 +103,23 @@ def figures(repeat: int) -> None:
     print(f"three classifier figures, mltrail data + SVG: {summary(ours_times)}")
     print(f"three classifier figures, matplotlib PNG:     {summary(theirs_times)}")
     np.asarray(0)
+
+
+def importance_plot(repeat: int) -> None:
+    """What `log_plots` adds to each xgboost train: the importance data and its SVG."""
+    import numpy as np
+    import xgboost as xgb
+
+    from mltrail import plots
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2_000, 20))
+    booster = xgb.train({"max_depth": 6, "nthread": 1}, xgb.DMatrix(x, label=x[:, 0]), 50)
+    scores = booster.get_score(importance_type="weight")
+    folder = Path(tempfile.mkdtemp(prefix="mltrail-bench-"))
+    times = timed(lambda: plots.write(folder, [plots.feature_importance("weight", scores)]),
+                  repeat)
+    print(f"xgboost importance plot + plots.json, 20 features, per train: {summary(times)}")
 
 
 def estimator_html(repeat: int) -> None:
@@ -201,6 +219,7 @@ def main() -> None:
     with open("/proc/loadavg") as handle:
         print(f"load average at start: {handle.read().split()[:3]}")
     figures(args.repeat)
+    importance_plot(args.repeat)
     estimator_html(args.repeat)
     metric_calls(args.repeat)
     forest_cpu(args.repeat)
