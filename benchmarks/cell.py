@@ -7,8 +7,8 @@ including the final flush of pending records), the times of the bare
 repetitions paired with them (the same workload with the tool turned off, run
 just before each), and the process's peak memory.
 
-    python benchmarks/cell.py WORKLOAD MODE [--models on|off] [--reps N] [--warmup N]
-        [--min-seconds S] [--uri URI]
+    python benchmarks/cell.py WORKLOAD MODE [--models on|off] [--plots on|off] [--reps N]
+        [--warmup N] [--min-seconds S] [--uri URI]
 
 MODE is bare, mltrail-local, mltrail-server or mlflow-server.
 """
@@ -45,7 +45,7 @@ class Tool:
     off: Callable[[], None]
 
 
-def setup(mode: str, models: bool, uri: str | None) -> Tool:
+def setup(mode: str, models: bool, uri: str | None, plots: bool = True) -> Tool:
     """The tool of `mode`, set up and turned on."""
     if mode == "bare":
         return Tool(None, lambda: None, lambda: None, lambda: None)
@@ -56,7 +56,7 @@ def setup(mode: str, models: bool, uri: str | None) -> Tool:
         mltrail.set_experiment(f"bench-{os.getpid()}")
 
         def on() -> None:
-            mltrail.autolog(log_models=models)
+            mltrail.autolog(log_models=models, log_plots=plots)
 
         on()
         return Tool(mltrail, lambda: mltrail.flush(120), on,
@@ -84,13 +84,14 @@ def main() -> None:
     parser.add_argument("workload", choices=sorted(WORKLOADS))
     parser.add_argument("mode", choices=MODES)
     parser.add_argument("--models", choices=("on", "off"), default="on")
+    parser.add_argument("--plots", choices=("on", "off"), default="on")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--min-seconds", type=float, default=0.0)
     parser.add_argument("--uri")
     args = parser.parse_args()
     train = WORKLOADS[args.workload]()
-    tool = setup(args.mode, args.models == "on", args.uri)
+    tool = setup(args.mode, args.models == "on", args.uri, args.plots == "on")
     paired = args.mode != "bare"
 
     def timed(tracking: bool) -> float:

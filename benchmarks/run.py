@@ -41,14 +41,14 @@ MLFLOW_LOG_METRIC_CALLS = 1000
 
 def run_cell(workload: str, mode: str, *, models: bool, reps: int, warmup: int,
              min_seconds: float, uri: str | None, proxy: CountingProxy | None,
-             env: dict[str, str]) -> dict[str, Any]:
+             env: dict[str, str], plots: bool = True) -> dict[str, Any]:
     scale = 1.0
     if workload == "log_metric_10k" and mode == "mlflow-server":
         env = {**env, "BENCH_LOG_METRIC_CALLS": str(MLFLOW_LOG_METRIC_CALLS)}
         scale = 10_000 / MLFLOW_LOG_METRIC_CALLS
     cmd = [sys.executable, str(HERE / "cell.py"), workload, mode, "--reps", str(reps),
            "--warmup", str(warmup), "--min-seconds", str(min_seconds),
-           "--models", "on" if models else "off"]
+           "--models", "on" if models else "off", "--plots", "on" if plots else "off"]
     if uri:
         cmd += ["--uri", uri]
     if proxy is not None:
@@ -73,7 +73,8 @@ def run_cell(workload: str, mode: str, *, models: bool, reps: int, warmup: int,
     result["requests"] = None if requests is None else round(requests * scale)
     if scale != 1.0:
         result["scaled_from_calls"] = MLFLOW_LOG_METRIC_CALLS
-    print(f"  {workload} {mode} models={'on' if models else 'off'}: "
+    print(f"  {workload} {mode} models={'on' if models else 'off'} "
+          f"plots={'on' if plots else 'off'}: "
           f"{result['median_s']:.2f}s", file=sys.stderr)
     return result
 
@@ -170,14 +171,15 @@ def main() -> None:
 
             def cell(mode: str, models: bool = True, reps: int = args.reps, warmup: int = 1,
                      min_seconds: float = args.min_seconds,
-                     workload: str = workload) -> dict[str, Any]:
+                     workload: str = workload, plots: bool = True) -> dict[str, Any]:
                 return run_cell(workload, mode, models=models, reps=reps, warmup=warmup,
                                 min_seconds=min_seconds,
                                 uri=uri if mode.endswith("server") else None, proxy=proxy,
-                                env=env)
+                                env=env, plots=plots)
 
             row["mltrail-local"] = cell("mltrail-local")
             row["mltrail-local models off"] = cell("mltrail-local", models=False)
+            row["mltrail-local plots off"] = cell("mltrail-local", plots=False)
             if uri:
                 row["mltrail-server"] = cell("mltrail-server")
                 if has_mlflow and args.mlflow_reps > 0:
@@ -191,7 +193,8 @@ def main() -> None:
         if server is not None:
             server.stop()
 
-    columns = ["mltrail-local", "mltrail-local models off", "mltrail-server", "mlflow-server"]
+    columns = ["mltrail-local", "mltrail-local models off", "mltrail-local plots off",
+               "mltrail-server", "mlflow-server"]
     columns = [c for c in columns if any(c in row for row in results.values())]
     print("| workload | bare (tool off) | " + " | ".join(columns)
           + " | MLflow added time / mltrail added time |")

@@ -454,7 +454,9 @@ def test_log_models_false_logs_no_model(no_models: None) -> None:
     dtrain, _ = dmatrices()
     xgb.train({"nthread": 1, "max_depth": 2}, dtrain, 3)
     paths = [a.path for a in TrackingClient().list_artifacts(only_run().info.run_id)]
-    assert paths == ["feature_importance_weight.json"]  # MLflow's default importance type
+    # MLflow's default importance type, and its plot (data in plots.json)
+    assert paths == ["feature_importance_weight.json", "feature_importance_weight.svg",
+                     "plots.json"]
 
 
 def test_importance_types_option_and_gblinear(tracking_dir: Path) -> None:
@@ -464,7 +466,9 @@ def test_importance_types_option_and_gblinear(tracking_dir: Path) -> None:
         xgb.train({"nthread": 1, "booster": "gblinear"}, dtrain, 3)
         run = only_run()
         paths = [a.path for a in TrackingClient().list_artifacts(run.info.run_id)]
-        assert paths == ["feature_importance_weight.json"]  # gblinear has no "gain", "cover"
+        # gblinear has no "gain", "cover"
+        assert paths == ["feature_importance_weight.json", "feature_importance_weight.svg",
+                         "plots.json"]
         assert "cover" in run.data.tags["mltrail.note.feature_importance"]
         assert "gain" in run.data.tags["mltrail.note.feature_importance"]
     finally:

@@ -1,7 +1,9 @@
 """scikit-learn autologging for mltrail: every estimator's fit becomes one run.
 
 Records params (`get_params(deep=True)`), training metrics on the data passed to
-fit, the fitted model in the MLflow layout, a dataset input, and for
+fit, the fitted model in the MLflow layout, a dataset input, `estimator.html`,
+for classifiers plots of the training predictions (confusion matrix; ROC and
+precision-recall curves when binary), post-training metrics, and for
 hyperparameter searches (GridSearchCV, RandomizedSearchCV, Halving*) the best
 params, `cv_results.csv` and one child run per top candidate.
 
@@ -25,6 +27,8 @@ def autolog(
     exclusive: bool = False,
     log_models: bool = True,
     log_datasets: bool = True,
+    log_plots: bool = True,
+    log_post_training_metrics: bool = True,
     silent: bool = False,
     extra_tags: dict[str, str] | None = None,
     disable_for_unsupported_versions: bool = False,
@@ -38,6 +42,11 @@ def autolog(
         exclusive: do not log into a run the user opened.
         log_models: log the fitted estimator (the best one for a search) as `model`.
         log_datasets: record the training data's name, digest, schema and shape.
+        log_plots: for classifiers, the confusion matrix on the training data, and
+            for binary ones the ROC and precision-recall curves, as SVG images and
+            `plots.json` (see `mltrail.plots`).
+        log_post_training_metrics: log `sklearn.metrics` calls and `score` calls on a
+            logged model's predictions to its run (see `post_training`).
         silent: no warnings from mltrail's own logging problems.
         extra_tags: tags added to every run autolog creates.
         disable_for_unsupported_versions: stay off on scikit-learn versions outside
@@ -52,11 +61,13 @@ def autolog(
         exclusive=exclusive,
         log_models=log_models,
         log_datasets=log_datasets,
+        log_plots=log_plots,
         silent=silent,
         extra_tags=extra_tags,
         disable_for_unsupported_versions=disable_for_unsupported_versions,
         max_tuning_runs=max_tuning_runs,
         pos_label=pos_label,
+        log_post_training_metrics=log_post_training_metrics,
     )
 
 
@@ -68,14 +79,17 @@ def patch(module: Any) -> None:
         patches.patch_estimators(module.BaseEstimator)
     elif module.__name__ == "sklearn.utils.parallel":
         patches.patch_parallel(module)
+    elif module.__name__ == "sklearn.metrics":
+        patches.patch_metrics(module)
     else:
         patches.patch_validation(module)
 
 
 INTEGRATION = autologging.Integration(
     flavor="sklearn",
-    modules=("sklearn.base", "sklearn.utils.parallel", "sklearn.model_selection._validation"),
+    modules=("sklearn.base", "sklearn.utils.parallel", "sklearn.model_selection._validation",
+             "sklearn.metrics"),
     patch=patch,
-    options={"max_tuning_runs": 5, "pos_label": None},
+    options={"max_tuning_runs": 5, "pos_label": None, "log_post_training_metrics": True},
     supported={"scikit-learn": ("1.3", "1.10")},
 )

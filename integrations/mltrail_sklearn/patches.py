@@ -14,7 +14,7 @@ from typing import Any
 
 import mltrail.autologging as autologging
 
-from . import recording
+from . import html_view, post_training, recording
 
 FLAVOR = "sklearn"
 FIT_METHODS = ("fit", "fit_transform", "fit_predict")
@@ -24,6 +24,29 @@ def _patch_class(cls: type) -> None:
     for name in FIT_METHODS:
         if inspect.isfunction(cls.__dict__.get(name)):
             autologging.safe_patch(FLAVOR, cls, name, _fit_wrapper)
+    # Prediction and score methods come from mixins too (`ClassifierMixin.score`).
+    for owner in cls.__mro__[:-1]:
+        for name in (*post_training.PREDICT_METHODS, "score"):
+            wrapper = (post_training.score_wrapper if name == "score"
+                       else post_training.predict_wrapper)
+            attribute = owner.__dict__.get(name)
+            if inspect.isfunction(attribute):
+                autologging.safe_patch(FLAVOR, owner, name, wrapper)
+            elif inspect.isfunction(getattr(attribute, "fn", None)) and hasattr(attribute,
+                                                                                 "check"):
+                # scikit-learn's `available_if` descriptor: its function is patched in place
+                autologging.safe_patch(FLAVOR, attribute, "fn", wrapper)
+
+
+def patch_metrics(metrics_module: Any) -> None:
+    """Patch every metric function of `sklearn.metrics` for post-training metrics.
+
+    Code that bound a metric to its own name before autolog was turned on (`from
+    sklearn.metrics import f1_score` ahead of `mltrail.autolog()`, with sklearn
+    already imported) calls the unpatched function, as with MLflow.
+    """
+    for name in post_training.metric_functions(metrics_module):
+        autologging.safe_patch(FLAVOR, metrics_module, name, post_training.metric_wrapper)
 
 
 def patch_estimators(base_estimator: type) -> None:
@@ -95,6 +118,7 @@ def _fit_wrapper(
             return
         X, y, sample_weight = session.safe("read the fit arguments", recording.fit_inputs,
                                            call_original.func, args, kwargs) or (None, None, None)
+        session.safe("start the estimator.html helper", html_view.warm_up)
         session.safe("log params", recording.log_params, session, instance)
         session.log_input(X, y)
         call_original(*args, **kwargs)
@@ -104,3 +128,6 @@ def _fit_wrapper(
             session.safe("log the search results", recording.log_search, session, instance)
             if session.options.log_models:
                 session.safe("log the model", recording.log_fitted_model, session, instance, X)
+            session.safe("log estimator.html", html_view.log_estimator_html, session, instance)
+        session.safe("register the model for post-training metrics",
+                     post_training.register_model, session, instance)

@@ -190,6 +190,7 @@ def log_training_metrics(
     if x is None or y is None:
         session.set_tags({f"{NOTE_TAG}.training_metrics": "skipped: fit() received no y"})
         return
+    fitted_name = type(estimator).__name__
     if hasattr(estimator, "cv_results_"):
         estimator = getattr(estimator, "best_estimator_", None)
         if estimator is None:
@@ -203,6 +204,9 @@ def log_training_metrics(
             y_pred, proba = _classifier_predictions(estimator, x)
             metrics.update(_classifier_metrics(session, estimator, y, y_pred, proba,
                                                sample_weight))
+            if session.options.log_plots:
+                session.safe("log plots", log_classifier_plots, session, estimator, fitted_name,
+                             x, y, y_pred, proba, sample_weight)
         elif kind == "regressor":
             y_pred = _ask(estimator, "predict", x)
             metrics.update(_regressor_metrics(y, y_pred, sample_weight))
@@ -312,6 +316,41 @@ def _classifier_metrics(
         with contextlib.suppress(ValueError):  # one class only in y: AUC is undefined
             out["roc_auc"] = scores.roc_auc(y, proba, labels, sample_weight)
     return {f"training_{k}": v for k, v in out.items()}
+
+
+def log_classifier_plots(
+    session: Session, estimator: Any, name: str, x: Any, y: Any, y_pred: Any, proba: Any,
+    sample_weight: Any,
+) -> None:
+    """The training data's confusion matrix; for two classes in `y`, ROC and PR curves.
+
+    As MLflow: every single-output classifier gets the confusion matrix, and the
+    curves come when `y` holds exactly two labels, scored by `predict_proba`'s
+    column of `classes_[1]` (else `decision_function`). Only numbers are computed
+    here; `mltrail.plots` writes the images and `plots.json`.
+    """
+    from mltrail.autologging import plots
+
+    y = np.asarray(y)
+    if y.ndim > 1 or np.ndim(y_pred) > 1:
+        return
+    found = [plots.confusion_matrix("training_confusion_matrix", y, y_pred, sample_weight)]
+    labels = getattr(estimator, "classes_", None)
+    if len(np.unique(y)) == 2 and isinstance(labels, np.ndarray) and len(labels) == 2:
+        score = None
+        if proba is not None and np.shape(proba) == (len(y), 2):
+            score = np.asarray(proba)[:, 1]
+        elif hasattr(estimator, "decision_function"):
+            with contextlib.suppress(Exception):  # the estimator's refusal: no curves
+                score = np.asarray(estimator.decision_function(x)).reshape(-1)
+        if score is not None and len(score) == len(y):
+            found.append(plots.roc_curve("training_roc_curve", y, score, labels[1],
+                                         sample_weight, estimator=name))
+            found.append(plots.precision_recall_curve("training_precision_recall_curve", y,
+                                                      score, labels[1], sample_weight,
+                                                      estimator=name))
+    with session.stage_artifacts() as folder:  # written in place
+        plots.write(folder, found)
 
 
 def _regressor_metrics(y: Any, y_pred: Any, sample_weight: Any) -> dict[str, float]:

@@ -15,7 +15,8 @@ What one training call records:
 - with early stopping: `best_iteration`, `best_score`, `stopped_iteration`, and
   the best round's values as `best_<key>` (each per-round history keeps exactly
   one point per round);
-- `feature_importance_<type>.json` for each of `importance_types`;
+- `feature_importance_<type>.json` for each of `importance_types`, and its bar chart
+  `feature_importance_<type>.svg` (data in `plots.json`) unless `log_plots=False`;
 - the model (`.ubj`) in MLflow's layout, loadable with `mltrail.xgboost.load_model`;
 - a dataset input for the training data;
 - for `xgboost.cv`: one run with `<evalname>-<metric>-mean` and `-std` per round.
@@ -46,6 +47,7 @@ def autolog(
     exclusive: bool = False,
     log_models: bool = True,
     log_datasets: bool = True,
+    log_plots: bool = True,
     silent: bool = False,
     extra_tags: dict[str, str] | None = None,
     disable_for_unsupported_versions: bool = False,
@@ -58,6 +60,7 @@ def autolog(
         exclusive: do not log into a run the user opened.
         log_models: log the trained Booster (or wrapper) as `model`.
         log_datasets: record the training data's name, digest, schema and shape.
+        log_plots: draw each logged importance type as `feature_importance_<type>.svg`.
         silent: no warnings from mltrail's own logging problems.
         extra_tags: tags added to every run autolog creates.
         disable_for_unsupported_versions: stay off on xgboost versions outside the
@@ -74,6 +77,7 @@ def autolog(
         exclusive=exclusive,
         log_models=log_models,
         log_datasets=log_datasets,
+        log_plots=log_plots,
         silent=silent,
         extra_tags=extra_tags,
         disable_for_unsupported_versions=disable_for_unsupported_versions,

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
 
-from mltrail.autologging import Dataset, Session
+from mltrail.autologging import Dataset, Session, plots
 
 from .callback import MetricsCallback
 
@@ -207,7 +207,8 @@ def log_dmatrix_input(session: Session, dmatrix: Any, name: str = "dtrain") -> N
 
 
 def log_importance(session: Session, booster: Any) -> None:
-    """`feature_importance_<type>.json` for each of the `importance_types` option.
+    """`feature_importance_<type>.json` for each of the `importance_types` option, and
+    with `log_plots` its bar chart `feature_importance_<type>.svg` (data in `plots.json`).
 
     Keys are the booster's feature names (`f0`, `f1`, ... without them); xgboost
     leaves out features no tree split on. A type the booster does not define
@@ -221,6 +222,7 @@ def log_importance(session: Session, booster: Any) -> None:
     if not types:
         return
     skipped = []
+    found = []
     with session.stage_artifacts() as folder:  # written in place
         for importance_type in types:
             try:
@@ -234,6 +236,10 @@ def log_importance(session: Session, booster: Any) -> None:
             }
             (folder / f"feature_importance_{importance_type}.json").write_text(
                 json.dumps(payload, indent=2))
+            if payload:  # MLflow draws no plot for a booster without splits
+                found.append(plots.feature_importance(importance_type, payload))
+        if found and session.options.log_plots:
+            plots.write(folder, found)
     if skipped:
         session.set_tags({f"{NOTE_TAG}.feature_importance": "; ".join(skipped)})
 

@@ -594,14 +594,15 @@ def _flush_timeout() -> float:
 def flush(timeout: float | None = None) -> bool:
     """Wait until every record logged so far is delivered to its tracking server.
 
-    Local stores have nothing to wait for. Returns False if records are still
+    Artifacts drawn off the training path (scikit-learn's `estimator.html`) are
+    waited for first. Local stores have nothing else to wait for. Returns False if records are still
     pending after `timeout` seconds (default: MLTRAIL_FLUSH_TIMEOUT, 5 s); they
     stay on disk and `mltrail sync` ships them.
     """
     with _process.lock:
         clients = list(_process.clients.values())
     deadline = time.monotonic() + (_flush_timeout() if timeout is None else timeout)
-    delivered = True
+    delivered = runtime.wait_for_background(max(0.0, deadline - time.monotonic()))
     for client in clients:
         delivered &= client.flush(max(0.0, deadline - time.monotonic()))
     return delivered

@@ -26,6 +26,7 @@ from __future__ import annotations
 import atexit
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -67,6 +68,32 @@ def at_exit(phase: int, step: Callable[[], None]) -> None:
         if not _installed:
             _installed = True
             atexit.register(run_exit_path)
+
+
+_background: list[Callable[[float], bool]] = []
+
+
+def background_work(wait: Callable[[float], bool]) -> None:
+    """Register work that runs off the training path (a helper process drawing an artifact).
+
+    `wait(timeout)` returns True once everything handed to that work so far is
+    written. `flush()`, and so the exit path, calls it before flushing the
+    stores, so what it writes is delivered with the rest.
+    """
+    with _lock:
+        if wait not in _background:
+            _background.append(wait)
+
+
+def wait_for_background(timeout: float) -> bool:
+    """Wait (at most `timeout` seconds in all) for the registered background work."""
+    with _lock:
+        waits = list(_background)
+    deadline = time.monotonic() + timeout
+    done = True
+    for wait in waits:
+        done &= wait(max(0.0, deadline - time.monotonic()))
+    return done
 
 
 def run_exit_path() -> None:

@@ -14,8 +14,10 @@ into: the active-run stack (`start_run`, `end_run`, `active_run`) under
 `isolated()` (what the trial trains logs into the trial's run) and
 `adoptable(run)` (a `start_run(nested=True)` in the user's objective reuses that
 run); `log_keeping_params` logs a batch without clashing with params the user
-logged first. Models are written in MLflow's layout with `models` (imported on
-first use). Entities and errors an integration needs are re-exported here.
+logged first. Models are written in MLflow's layout with `models`, plot data and
+images with `plots` (both imported on first use); `options_of(flavor)` reads the
+options in force outside a training call. Entities and errors an integration
+needs are re-exported here.
 Nothing here knows any framework, and the built-in integrations import nothing
 else of mltrail.
 """
@@ -27,9 +29,11 @@ from typing import Any
 from ..entities import Dataset, Metric, Param, RunStatus, RunTag
 from ..exceptions import InvalidParameterError, ParamConflictError
 from ..fluent import ActiveRun, active_run, adoptable, end_run, start_run
+from ..runtime import background_work
 from .enabling import autolog, enable, owner_of, registered, unsupported_versions
 from .integration import Integration, IntegrationError
 from .options import AutologOptions
+from .options import get as options_of
 from .options import reset as reset_options
 from .patching import OriginalCall, class_tree, is_patched, safe_patch
 from .session import (
@@ -64,6 +68,7 @@ __all__ = [
     "active_run",
     "adoptable",
     "autolog",
+    "background_work",
     "class_tree",
     "current_session",
     "enable",
@@ -74,7 +79,9 @@ __all__ = [
     "isolated",
     "log_keeping_params",
     "models",
+    "options_of",
     "owner_of",
+    "plots",
     "registered",
     "reset_options",
     "safe_patch",
@@ -137,4 +144,8 @@ def __getattr__(name: str) -> Any:
         from .. import models
 
         return models
+    if name == "plots":
+        from .. import plots
+
+        return plots
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

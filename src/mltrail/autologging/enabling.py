@@ -119,7 +119,8 @@ def autolog(**given: Any) -> None:
     """Turn on autologging for every installed integration (scikit-learn, xgboost, hyperopt).
 
     Takes MLflow's common options: `disable`, `exclusive`, `log_models`,
-    `log_datasets`, `silent`, `extra_tags`, `disable_for_unsupported_versions`.
+    `log_datasets`, `silent`, `extra_tags`, `disable_for_unsupported_versions`, and
+    mltrail's `log_plots`.
     A framework's own `mltrail.<framework>.autolog(...)` takes precedence.
     """
     unknown = set(given) - options_module.COMMON

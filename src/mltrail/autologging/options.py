@@ -22,6 +22,7 @@ class AutologOptions:
     exclusive: bool = False
     log_models: bool = True
     log_datasets: bool = True
+    log_plots: bool = True
     silent: bool = False
     extra_tags: dict[str, str] = field(default_factory=dict)
     disable_for_unsupported_versions: bool = False
@@ -34,6 +35,7 @@ COMMON = frozenset(
         "exclusive",
         "log_models",
         "log_datasets",
+        "log_plots",
         "silent",
         "extra_tags",
         "disable_for_unsupported_versions",
