@@ -10,6 +10,8 @@ from mltrail.entities import (
     Dataset,
     DatasetInput,
     InputTag,
+    ModelVersion,
+    RegisteredModel,
     Run,
     RunData,
     RunInfo,
@@ -17,13 +19,16 @@ from mltrail.entities import (
 )
 from mltrail.exceptions import FilterSyntaxError, InvalidParameterError
 from mltrail.search import (
+    MODEL_VERSIONS,
+    REGISTERED_MODELS,
     Clause,
+    Grammar,
     OrderKey,
+    Query,
     matches,
     parse_filter,
     parse_order_by,
     search,
-
 )
 
 
@@ -236,7 +241,7 @@ def test_string_attributes() -> None:
     assert hit(run, "attributes.user_id ILIKE 'ALI%'")
     assert hit(run, "attributes.artifact_uri LIKE 'file://%/artifacts'")
     # a server filters on the run's view type instead, and refuses lifecycle_stage here
-    with pytest.raises(FilterSyntaxError, match="unknown attribute 'attributes.lifecycle_stage'"):
+    with pytest.raises(FilterSyntaxError, match=r"unknown attribute 'attributes\.lifecycle_stage'"):
         parse_filter("attributes.lifecycle_stage = 'active'")
 
 
@@ -262,6 +267,21 @@ def test_bare_names_are_attributes_as_in_mlflow() -> None:
     runs = [make_run("a", start_time=1), make_run("b", start_time=3), make_run("c", start_time=2)]
     assert ids(search(runs, None, ["start_time DESC"])) == ["b", "c", "a"]
     assert ids(search(runs, None, ["start_time"])) == ["a", "c", "b"]
+
+
+def test_other_spellings_a_server_takes() -> None:
+    run = make_run(run_name="my run", start_time=2000)
+    assert hit(run, "`Run name` = 'my run'")
+    assert hit(run, "attributes.`run name` = 'my run'")
+    assert hit(run, "Created = 2000")
+    assert parse_order_by(["created DESC", "`Run Name`"]) == [
+        OrderKey("attribute", "start_time", False),
+        OrderKey("attribute", "run_name", True),
+    ]
+
+
+def test_a_trailing_and_is_ignored_as_a_server_ignores_it() -> None:
+    assert parse_filter("metrics.a > 1 AND") == parse_filter("metrics.a > 1")
 
 
 def test_datasets_match_any_input() -> None:
@@ -468,3 +488,93 @@ def test_search_parses_before_touching_runs() -> None:
         search(exploding(), "metrics.a >", None)
     with pytest.raises(FilterSyntaxError):
         search(exploding(), None, ["rmse"])
+
+
+# --- the registry's grammars ---------------------------------------------------------------
+
+
+def model(name: str, updated: int = 0, **tags: str) -> RegisteredModel:
+    return RegisteredModel(name, creation_timestamp=0, last_updated_timestamp=updated, tags=tags)
+
+
+def version(name: str, number: int, run_id: str = "", updated: int = 0) -> ModelVersion:
+    return ModelVersion(
+        name, str(number), creation_timestamp=number, last_updated_timestamp=updated,
+        source=f"s3://b/{name}/{number}", run_id=run_id, tags={"n": str(number)},
+    )
+
+
+def test_registered_model_filters_and_order() -> None:
+    models = [model("nyc", 3, team="a"), model("NYC-2", 1, team="b"), model("boston", 2)]
+    names = lambda found: [m.name for m in found]  # noqa: E731
+    assert names(search(models, None, None, REGISTERED_MODELS)) == ["NYC-2", "boston", "nyc"]
+    assert names(search(models, "name ILIKE 'nyc%'", None, REGISTERED_MODELS)) == ["NYC-2", "nyc"]
+    assert names(search(models, "name IN ('nyc', 'boston')", None, REGISTERED_MODELS)) == [
+        "boston", "nyc"
+    ]
+    assert names(search(models, "tags.team != 'a'", None, REGISTERED_MODELS)) == ["NYC-2"]
+    assert names(search(models, "tag.team LIKE '%'", ["name DESC"], REGISTERED_MODELS)) == [
+        "nyc", "NYC-2"
+    ]
+    # `timestamp` is the last update, as on a server
+    assert names(search(models, None, ["timestamp DESC"], REGISTERED_MODELS)) == [
+        "nyc", "boston", "NYC-2"
+    ]
+
+
+def test_model_version_filters_and_default_order() -> None:
+    versions = [version("a", 1, "r1", updated=5), version("a", 2, updated=9),
+                version("b", 1, "r1", updated=5), version("a", 3, updated=1)]
+    shown = lambda found: [f"{v.name}/{v.version}" for v in found]  # noqa: E731
+    # no order_by: the latest update first, then name, then the newest version
+    assert shown(search(versions, None, None, MODEL_VERSIONS)) == ["a/2", "a/1", "b/1", "a/3"]
+    assert shown(search(versions, None, ["name DESC"], MODEL_VERSIONS)) == [
+        "b/1", "a/3", "a/2", "a/1"
+    ]
+    assert shown(search(versions, "run_id = 'r1'", ["version_number"], MODEL_VERSIONS)) == [
+        "a/1", "b/1"
+    ]
+    assert shown(search(versions, "run_id != 'r1'", None, MODEL_VERSIONS)) == ["a/2", "a/3"]
+    assert shown(search(versions, "version_number >= '2'", None, MODEL_VERSIONS)) == [
+        "a/2", "a/3"
+    ]
+    assert shown(search(versions, "source_path LIKE 's3://b/b/%'", None, MODEL_VERSIONS)) == ["b/1"]
+    assert shown(search(versions, "tags.n = '3'", None, MODEL_VERSIONS)) == ["a/3"]
+
+
+@pytest.mark.parametrize(
+    ("grammar", "filter_string", "position", "quoted"),
+    [
+        (REGISTERED_MODELS, "owner = 'x'", 0, "unknown attribute 'owner'"),
+        (REGISTERED_MODELS, "attributes.name = 'x'", 0, "invalid entity 'attributes.name'"),
+        (REGISTERED_MODELS, "name < 'a'", 5, "invalid comparator '<'"),
+        (REGISTERED_MODELS, "tags.t IS NULL", 7, "invalid comparator 'IS'"),
+        (REGISTERED_MODELS, "tags.t IN ('a')", 7, "invalid comparator 'IN'"),
+        (MODEL_VERSIONS, "metrics.a > 1", 0, "invalid entity 'metrics.a'"),
+        (MODEL_VERSIONS, "source_path IN ('x')", 12, "invalid comparator 'IN'"),
+        (MODEL_VERSIONS, "version_number = 'two'", 17, "\"'two'\""),
+        (MODEL_VERSIONS, "name = 'a' OR name = 'b'", 11, "'OR'"),
+    ],
+)
+def test_registry_filter_errors(
+    grammar: Grammar, filter_string: str, position: int, quoted: str
+) -> None:
+    with pytest.raises(FilterSyntaxError) as excinfo:
+        Query(filter_string, None, grammar)
+    assert excinfo.value.position == position
+    assert quoted in str(excinfo.value).splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    ("grammar", "item", "message"),
+    [
+        (REGISTERED_MODELS, "creation_timestamp", "unknown attribute"),  # a server refuses it
+        (REGISTERED_MODELS, "tags.team", "order by an attribute name alone"),
+        (MODEL_VERSIONS, "run_id DESC", "unknown attribute"),
+        (MODEL_VERSIONS, "version_number UP", "expected ASC, DESC"),
+        (MODEL_VERSIONS, "name DESC", "duplicate key 'name'"),  # after "name"
+    ],
+)
+def test_registry_order_by_errors(grammar: Grammar, item: str, message: str) -> None:
+    with pytest.raises(FilterSyntaxError, match=message):
+        parse_order_by(["name", item], grammar)
