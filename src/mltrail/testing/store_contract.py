@@ -443,6 +443,8 @@ ALL_SEARCH_RUNS = {"lasso-a", "lasso-b", "xgb-a", "xgb-b", "plain"}
         ("datasets.context IN ('training')", {"lasso-a", "xgb-a"}),
         ("datasets.name = 'taxi-2023' AND datasets.context = 'evaluation'", {"lasso-a"}),
         ("dataset.name ILIKE 'BIKES'", {"xgb-a"}),
+        ("datasets.name != 'bikes'", {"lasso-a"}),  # runs without datasets never match
+        ("datasets.context NOT IN ('training')", {"lasso-a"}),
         # AND in any case; a trailing AND is ignored by a server
         ("status = 'FINISHED' and tags.model LIKE 'lasso' AND metrics.rmse > 4", {"lasso-b"}),
         ("metrics.rmse < 4 AND", {"lasso-a"}),
