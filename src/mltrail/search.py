@@ -225,11 +225,13 @@ class _Parser:
             if dotted and not key and glued and quoted.kind in ("bquote", "dquote"):
                 self.next()
                 key = quoted.text[1:-1]
+            elif not dotted:
+                key = type_name
         else:
             self.fail(tok, "expected an entity such as metrics.rmse or a quoted `key`")
         grammar = self.grammar
         if not dotted:  # a bare name is an attribute, as in MLflow: `status = 'FINISHED'`
-            kind, key = "attribute", type_name if tok.kind == "ident" else key
+            kind = "attribute"
         else:
             found = grammar.entity_types.get(type_name) if prefixes else None
             if found is None or found not in kinds:
