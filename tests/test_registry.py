@@ -9,6 +9,7 @@ import textwrap
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -223,11 +224,8 @@ def test_archive_existing_versions(three_versions: MlflowClient) -> None:
     client = three_versions
     client.transition_model_version_stage("m", 1, "production")  # stage names are case-blind
     client.transition_model_version_stage("m", 2, "Production")
-    assert [v.current_stage for v in client.search_model_versions("name = 'm'")] == [
-        "None",
-        "Production",
-        "Production",
-    ]
+    stages = {v.version: v.current_stage for v in client.search_model_versions("name = 'm'")}
+    assert stages == {"1": "Production", "2": "Production", "3": "None"}
     client.transition_model_version_stage("m", 3, "Production", archive_existing_versions=True)
     stages = {v.version: v.current_stage for v in client.search_model_versions("name = 'm'")}
     assert stages == {"1": "Archived", "2": "Archived", "3": "Production"}
@@ -286,8 +284,159 @@ def test_search_and_tags(three_versions: MlflowClient) -> None:
     first = client.search_registered_models(max_results=1)
     second = client.search_registered_models(max_results=1, page_token=first.token)
     assert [m.name for m in first + second] == ["m", "other-model"] and second.token is None
-    with pytest.raises(mltrail.exceptions.FilterSyntaxError, match="unknown field"):
+    with pytest.raises(mltrail.exceptions.FilterSyntaxError, match="unknown attribute 'owner'"):
         client.search_registered_models("owner = 'x'")
+
+
+# the filter grammar, on both registries ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Registered:
+    client: MlflowClient
+    prefix: str  # every name starts with it: the server's registry lives for the session
+    run_id: str
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def registered(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Registered:
+    """Three models (two with versions) made through the public client, once per backend.
+
+    Versions point at object-store URIs: a server takes those without a run's artifacts.
+    """
+    if request.param == "local":
+        client = MlflowClient(str(tmp_path_factory.mktemp("grammar") / "runs"))
+    else:
+        client = MlflowClient(request.getfixturevalue("mlflow_server").url)
+    prefix = unique("g")
+    run_id = client.create_run(client.create_experiment(prefix)).info.run_id
+    for name, team in (("nyc-taxi", "rides"), ("NYC-bikes", "rides"), ("boston", "pricing")):
+        tags = {"team": team} | ({"owner id": "ana"} if name == "nyc-taxi" else {})
+        client.create_registered_model(f"{prefix}-{name}", tags=tags)
+    for v in range(3):
+        client.create_model_version(
+            f"{prefix}-nyc-taxi", f"s3://bucket/{prefix}/m{v}", run_id=run_id if v < 2 else None,
+            tags={"stage": str(v)},
+        )
+        time.sleep(0.01)  # distinct timestamps, so orders on them are defined
+    client.create_model_version(f"{prefix}-boston", f"s3://other/{prefix}/b", run_id=None)
+    return Registered(client, prefix, run_id)
+
+
+@pytest.mark.parametrize(
+    ("filter_string", "expected"),
+    [
+        ("name LIKE '{p}%'", ["NYC-bikes", "boston", "nyc-taxi"]),
+        ("name = '{p}-boston'", ["boston"]),
+        ('name = "{p}-boston"', ["boston"]),
+        ("name != '{p}-boston' AND name LIKE '{p}%'", ["NYC-bikes", "nyc-taxi"]),
+        ("name ILIKE '{p}-nyc%'", ["NYC-bikes", "nyc-taxi"]),
+        ("name LIKE '{p}-nyc%'", ["nyc-taxi"]),
+        ("name IN ('{p}-boston', '{p}-nyc-taxi')", ["boston", "nyc-taxi"]),
+        ("name NOT IN ('{p}-boston') AND name LIKE '{p}%'", ["NYC-bikes", "nyc-taxi"]),
+        ("name LIKE '{p}%' AND tags.team = 'rides'", ["NYC-bikes", "nyc-taxi"]),
+        ("name LIKE '{p}%' and tag.team != 'rides'", ["boston"]),
+        ("name LIKE '{p}%' AND tags.team LIKE 'pri%'", ["boston"]),
+        ("name LIKE '{p}%' AND tags.`owner id` = 'ana'", ["nyc-taxi"]),
+        ("attribute.name = '{p}-boston'", ["boston"]),
+    ],
+)
+def test_registered_model_filters(
+    registered: Registered, filter_string: str, expected: list[str]
+) -> None:
+    found = registered.client.search_registered_models(filter_string.format(p=registered.prefix))
+    assert [m.name.removeprefix(registered.prefix + "-") for m in found] == expected
+
+
+@pytest.mark.parametrize(
+    ("filter_string", "expected"),
+    [
+        ("name = '{p}-nyc-taxi'", ["nyc-taxi/3", "nyc-taxi/2", "nyc-taxi/1"]),
+        ("name IN ('{p}-boston')", ["boston/1"]),
+        ("name ILIKE '{p}-NYC-TAXI'", ["nyc-taxi/3", "nyc-taxi/2", "nyc-taxi/1"]),
+        ("run_id = '{r}'", ["nyc-taxi/2", "nyc-taxi/1"]),
+        ("run_id IN ('{r}')", ["nyc-taxi/2", "nyc-taxi/1"]),
+        ("run_id != '{r}' AND name LIKE '{p}%'", ["boston/1", "nyc-taxi/3"]),  # '' != id
+        ("source_path = 's3://bucket/{p}/m1'", ["nyc-taxi/2"]),
+        ("source_path LIKE 's3://bucket/{p}/%'", ["nyc-taxi/3", "nyc-taxi/2", "nyc-taxi/1"]),
+        ("version_number = 2 AND name LIKE '{p}%'", ["nyc-taxi/2"]),
+        ("version_number = '2' AND name LIKE '{p}%'", ["nyc-taxi/2"]),  # a server takes it
+        ("version_number >= 2 AND name LIKE '{p}%'", ["nyc-taxi/3", "nyc-taxi/2"]),
+        ("name LIKE '{p}%' AND version_number != 1", ["nyc-taxi/3", "nyc-taxi/2"]),
+        ("tags.stage = '1' AND name LIKE '{p}%'", ["nyc-taxi/2"]),
+        ("tag.stage LIKE '%' AND name LIKE '{p}%'", ["nyc-taxi/3", "nyc-taxi/2", "nyc-taxi/1"]),
+    ],
+)
+def test_model_version_filters(
+    registered: Registered, filter_string: str, expected: list[str]
+) -> None:
+    found = registered.client.search_model_versions(
+        filter_string.format(p=registered.prefix, r=registered.run_id)
+    )
+    shown = [f"{v.name.removeprefix(registered.prefix + '-')}/{v.version}" for v in found]
+    assert shown == expected
+
+
+@pytest.mark.parametrize(
+    ("models", "order_by", "expected"),
+    [
+        (True, ["name DESC"], ["nyc-taxi", "boston", "NYC-bikes"]),
+        (True, ["last_updated_timestamp"], ["NYC-bikes", "nyc-taxi", "boston"]),
+        (True, ["timestamp DESC"], ["boston", "nyc-taxi", "NYC-bikes"]),  # the last update
+        (False, [], ["boston/1", "nyc-taxi/3", "nyc-taxi/2", "nyc-taxi/1"]),  # last update first
+        (False, ["name DESC"], ["nyc-taxi/3", "nyc-taxi/2", "nyc-taxi/1", "boston/1"]),
+        (False, ["version_number ASC"], ["boston/1", "nyc-taxi/1", "nyc-taxi/2", "nyc-taxi/3"]),
+        (False, ["creation_timestamp"], ["nyc-taxi/1", "nyc-taxi/2", "nyc-taxi/3", "boston/1"]),
+        (False, ["name", "version_number"], ["boston/1", "nyc-taxi/1", "nyc-taxi/2", "nyc-taxi/3"]),
+    ],
+)
+def test_registry_order_by(
+    registered: Registered, models: bool, order_by: list[str], expected: list[str]
+) -> None:
+    client, p = registered.client, registered.prefix
+    if models:
+        found = client.search_registered_models(f"name LIKE '{p}%'", order_by=order_by)
+        shown = [m.name.removeprefix(p + "-") for m in found]
+    else:
+        versions = client.search_model_versions(f"name LIKE '{p}%'", order_by=order_by)
+        shown = [f"{v.name.removeprefix(p + '-')}/{v.version}" for v in versions]
+    assert shown == expected
+
+
+# What a server refuses with INVALID_PARAMETER_VALUE. Left out: `tags.x IS NULL` and an
+# order_by naming a key twice, which a 3.17 server fails on with HTTP 500 (the local
+# registry refuses both).
+@pytest.mark.parametrize(
+    ("models", "filter_string", "order_by"),
+    [
+        (True, "name < 'a'", None),
+        (True, "name = x", None),
+        (True, "run_id = 'x'", None),  # models have a name, and tags
+        (True, "attributes.name = 'x'", None),  # the registry says attribute, not attributes
+        (True, "tags.team IN ('rides')", None),
+        (True, "name LIKE 'x%' OR name LIKE 'y%'", None),
+        (True, None, ["creation_timestamp DESC"]),
+        (True, None, ["tags.team"]),
+        (True, None, ["name UP"]),
+        (False, "metrics.a > 1", None),
+        (False, "current_stage = 'None'", None),
+        (False, "source_path IN ('x')", None),
+        (False, "version_number IN (1, 2)", None),
+        (False, None, ["run_id"]),
+    ],
+)
+def test_registry_refuses_what_a_server_refuses(
+    registered: Registered, models: bool, filter_string: str | None, order_by: list[str] | None
+) -> None:
+    search = (
+        registered.client.search_registered_models
+        if models
+        else registered.client.search_model_versions
+    )
+    with pytest.raises(InvalidParameterError):
+        search(filter_string, order_by=order_by)
 
 
 # errors ----------------------------------------------------------------------------

@@ -10,6 +10,8 @@ from mltrail.entities import (
     Dataset,
     DatasetInput,
     InputTag,
+    ModelVersion,
+    RegisteredModel,
     Run,
     RunData,
     RunInfo,
@@ -17,13 +19,16 @@ from mltrail.entities import (
 )
 from mltrail.exceptions import FilterSyntaxError, InvalidParameterError
 from mltrail.search import (
+    MODEL_VERSIONS,
+    REGISTERED_MODELS,
     Clause,
+    Grammar,
     OrderKey,
+    Query,
     matches,
     parse_filter,
     parse_order_by,
     search,
-    sort_runs,
 )
 
 
@@ -191,11 +196,6 @@ def test_keys_with_dots_and_quotes() -> None:
         ("ILIKE 'random%'", True),
         ("ilike '%FOREST'", True),
         ("ILIKE 'xgb%'", False),
-        ("IN ('xgb', 'RandomForest')", True),
-        ("IN ('xgb')", False),
-        ("NOT IN ('xgb', \"lgbm\")", True),
-        ("NOT IN ('RandomForest')", False),
-        ("not in ('RandomForest')", False),
         ("IS NOT NULL", True),
         ("IS NULL", False),
     ],
@@ -211,7 +211,7 @@ def test_like_escapes_regex_characters() -> None:
     assert not hit(make_run(params={"p": "axb(c)"}), "params.p LIKE 'a.b(c)'")
 
 
-@pytest.mark.parametrize("entity", ["metrics.m", "params.p", "tags.t"])
+@pytest.mark.parametrize("entity", ["params.p", "tags.t"])
 def test_is_null_on_missing_and_present(entity: str) -> None:
     present = make_run(metrics={"m": 1.0}, params={"p": "x"}, tags={"t": "y"})
     missing = make_run()
@@ -224,7 +224,7 @@ def test_is_null_on_missing_and_present(entity: str) -> None:
 def test_missing_param_or_tag_never_matches() -> None:
     run = make_run()
     assert not hit(run, "params.p != 'x'")
-    assert not hit(run, "tags.t NOT IN ('x')")
+    assert not hit(run, "tags.t != 'x'")
     assert not hit(run, "params.p LIKE '%'")
 
 
@@ -240,8 +240,9 @@ def test_string_attributes() -> None:
     assert hit(run, "run.run_name LIKE 'my-%'")
     assert hit(run, "attributes.user_id ILIKE 'ALI%'")
     assert hit(run, "attributes.artifact_uri LIKE 'file://%/artifacts'")
-    assert hit(run, "attributes.lifecycle_stage = 'active'")
-    assert not hit(run, "attributes.lifecycle_stage = 'deleted'")
+    # a server filters on the run's view type instead, and refuses lifecycle_stage here
+    with pytest.raises(FilterSyntaxError, match=r"unknown attribute 'attributes\.lifecycle_stage'"):
+        parse_filter("attributes.lifecycle_stage = 'active'")
 
 
 def test_numeric_attributes() -> None:
@@ -264,8 +265,23 @@ def test_bare_names_are_attributes_as_in_mlflow() -> None:
     assert hit(run, "start_time >= 2000 and status != 'FAILED'")
     assert not hit(run, "run_name = 'y'")
     runs = [make_run("a", start_time=1), make_run("b", start_time=3), make_run("c", start_time=2)]
-    assert ids(sort_runs(runs, ["start_time DESC"])) == ["b", "c", "a"]
-    assert ids(sort_runs(runs, ["start_time"])) == ["a", "c", "b"]
+    assert ids(search(runs, None, ["start_time DESC"])) == ["b", "c", "a"]
+    assert ids(search(runs, None, ["start_time"])) == ["a", "c", "b"]
+
+
+def test_other_spellings_a_server_takes() -> None:
+    run = make_run(run_name="my run", start_time=2000)
+    assert hit(run, "`Run name` = 'my run'")
+    assert hit(run, "attributes.`run name` = 'my run'")
+    assert hit(run, "Created = 2000")
+    assert parse_order_by(["created DESC", "`Run Name`"]) == [
+        OrderKey("attribute", "start_time", False),
+        OrderKey("attribute", "run_name", True),
+    ]
+
+
+def test_a_trailing_and_is_ignored_as_a_server_ignores_it() -> None:
+    assert parse_filter("metrics.a > 1 AND") == parse_filter("metrics.a > 1")
 
 
 def test_datasets_match_any_input() -> None:
@@ -298,7 +314,7 @@ def test_and_chain_requires_every_clause() -> None:
 
 def test_keywords_are_case_insensitive() -> None:
     run = make_run(params={"p": "Abc"})
-    assert hit(run, "params.p like 'A%' aNd params.p iLiKe 'abc' AND params.p Not In ('x')")
+    assert hit(run, "params.p like 'A%' aNd params.p iLiKe 'abc' AND run_id Not In ('x')")
     assert hit(run, "params.p Is Not Null and params.q is NULL")
 
 
@@ -316,15 +332,17 @@ def test_keywords_are_case_insensitive() -> None:
         ("metrics.rmse < 7 OR metrics.x > 1", 17, "'OR'"),
         ("params.a = 'abc", 11, '"\'abc"'),
         ("metrics.rmse ~ 3", 13, "'~'"),
-        ("metrics rmse < 7", 8, "'rmse'"),
+        ("metrics rmse < 7", 0, "'metrics'"),  # a bare name
         ("metrics.rmse < 7 metrics.x > 1", 17, "'metrics.x'"),
-        ("metrics.rmse < 7 AND", 20, "end of filter"),
+        ("metrics.rmse IS NULL", 13, "'IS'"),  # a server takes IS NULL for params and tags only
+        ("attributes.status IN ('A')", 18, "'IN'"),  # and IN for run_id only
+        ("tags.t IN ('a')", 7, "'IN'"),
         ("attributes.nope = 'x'", 0, "'attributes.nope'"),
         ("attributes.start_time LIKE '1%'", 22, "'LIKE'"),
         ("attributes.status IS NULL", 18, "'IS'"),
         ("metrics.x IN (1, 2)", 10, "'IN'"),
-        ("params.x IN ('a' 'b')", 17, "\"'b'\""),
-        ("params.x IN 'a'", 12, "\"'a'\""),
+        ("run_id IN ('a' 'b')", 15, "\"'b'\""),
+        ("run_id IN 'a'", 10, "\"'a'\""),
         ("params.x IS NOT 'a'", 16, "\"'a'\""),
         ("params.x NOT LIKE 'a'", 13, "'LIKE'"),
         ("rmse > 5", 0, "'rmse'"),  # a bare name is an attribute, and rmse is none
@@ -396,8 +414,8 @@ def test_default_order_is_start_time_desc_then_run_id() -> None:
         make_run("a", start_time=1),
         make_run("d", start_time=2),
     ]
-    assert ids(sort_runs(runs, None)) == ["c", "d", "a", "b"]
-    assert ids(sort_runs(runs, [])) == ["c", "d", "a", "b"]
+    assert ids(search(runs, None, None)) == ["c", "d", "a", "b"]
+    assert ids(search(runs, None, [])) == ["c", "d", "a", "b"]
 
 
 def test_metric_order_missing_last_both_directions() -> None:
@@ -408,9 +426,9 @@ def test_metric_order_missing_last_both_directions() -> None:
         make_run("hi", metrics={"m": 5.0}),
         make_run("mid", metrics={"m": 2.0}),
     ]
-    assert ids(sort_runs(runs, ["metrics.m"])) == ["lo", "mid", "hi", "nan", "none"]
-    assert ids(sort_runs(runs, ["metrics.m ASC"])) == ["lo", "mid", "hi", "nan", "none"]
-    assert ids(sort_runs(runs, ["metrics.m DESC"])) == ["hi", "mid", "lo", "nan", "none"]
+    assert ids(search(runs, None, ["metrics.m"])) == ["lo", "mid", "hi", "nan", "none"]
+    assert ids(search(runs, None, ["metrics.m ASC"])) == ["lo", "mid", "hi", "nan", "none"]
+    assert ids(search(runs, None, ["metrics.m DESC"])) == ["hi", "mid", "lo", "nan", "none"]
 
 
 def test_multi_key_order_and_tie_break() -> None:
@@ -421,10 +439,10 @@ def test_multi_key_order_and_tie_break() -> None:
         make_run("r4", params={"model": "rf"}, metrics={"acc": 0.8}, start_time=40),
         make_run("r5", metrics={"acc": 0.99}, start_time=50),
     ]
-    ordered = sort_runs(runs, ["params.model ASC", "metrics.acc DESC"])
+    ordered = search(runs, None, ["params.model ASC", "metrics.acc DESC"])
     # Within model=rf, acc 0.8 ties: the newer run (r4) comes first.
     assert ids(ordered) == ["r4", "r3", "r1", "r2", "r5"]
-    ordered = sort_runs(runs, ["params.model DESC", "metrics.acc"])
+    ordered = search(runs, None, ["params.model DESC", "metrics.acc"])
     assert ids(ordered) == ["r2", "r1", "r4", "r3", "r5"]
 
 
@@ -434,15 +452,15 @@ def test_order_by_attributes_and_tags() -> None:
         make_run("b", status="FAILED", end_time=5, tags={"t": "a"}),
         make_run("c", status="FINISHED", end_time=9),
     ]
-    assert ids(sort_runs(runs, ["attributes.status"])) == ["b", "c", "a"]
-    assert ids(sort_runs(runs, ["attributes.end_time DESC"])) == ["c", "b", "a"]
-    assert ids(sort_runs(runs, ["tags.t"])) == ["b", "a", "c"]
-    assert ids(sort_runs(runs, ["tags.t DESC"])) == ["a", "b", "c"]
+    assert ids(search(runs, None, ["attributes.status"])) == ["b", "c", "a"]
+    assert ids(search(runs, None, ["attributes.end_time DESC"])) == ["c", "b", "a"]
+    assert ids(search(runs, None, ["tags.t"])) == ["b", "a", "c"]
+    assert ids(search(runs, None, ["tags.t DESC"])) == ["a", "b", "c"]
 
 
 def test_sort_does_not_modify_input() -> None:
     runs = [make_run("a", start_time=1), make_run("b", start_time=2)]
-    sort_runs(runs, None)
+    search(runs, None, None)
     assert ids(runs) == ["a", "b"]
 
 
@@ -458,7 +476,7 @@ def test_search_filters_then_sorts() -> None:
     ]
     assert ids(search(iter(runs), "metrics.acc > 0.6", ["metrics.acc DESC"])) == ["b", "c"]
     assert ids(search(runs, None, None)) == ["d", "c", "b", "a"]
-    assert ids(search(runs, "metrics.acc IS NULL", None)) == ["d"]
+    assert ids(search(runs, "metrics.acc < 0.6 AND", None)) == ["a"]  # a server ignores it
 
 
 def test_search_parses_before_touching_runs() -> None:
@@ -470,3 +488,93 @@ def test_search_parses_before_touching_runs() -> None:
         search(exploding(), "metrics.a >", None)
     with pytest.raises(FilterSyntaxError):
         search(exploding(), None, ["rmse"])
+
+
+# --- the registry's grammars ---------------------------------------------------------------
+
+
+def model(name: str, updated: int = 0, **tags: str) -> RegisteredModel:
+    return RegisteredModel(name, creation_timestamp=0, last_updated_timestamp=updated, tags=tags)
+
+
+def version(name: str, number: int, run_id: str = "", updated: int = 0) -> ModelVersion:
+    return ModelVersion(
+        name, str(number), creation_timestamp=number, last_updated_timestamp=updated,
+        source=f"s3://b/{name}/{number}", run_id=run_id, tags={"n": str(number)},
+    )
+
+
+def test_registered_model_filters_and_order() -> None:
+    models = [model("nyc", 3, team="a"), model("NYC-2", 1, team="b"), model("boston", 2)]
+    names = lambda found: [m.name for m in found]  # noqa: E731
+    assert names(search(models, None, None, REGISTERED_MODELS)) == ["NYC-2", "boston", "nyc"]
+    assert names(search(models, "name ILIKE 'nyc%'", None, REGISTERED_MODELS)) == ["NYC-2", "nyc"]
+    assert names(search(models, "name IN ('nyc', 'boston')", None, REGISTERED_MODELS)) == [
+        "boston", "nyc"
+    ]
+    assert names(search(models, "tags.team != 'a'", None, REGISTERED_MODELS)) == ["NYC-2"]
+    assert names(search(models, "tag.team LIKE '%'", ["name DESC"], REGISTERED_MODELS)) == [
+        "nyc", "NYC-2"
+    ]
+    # `timestamp` is the last update, as on a server
+    assert names(search(models, None, ["timestamp DESC"], REGISTERED_MODELS)) == [
+        "nyc", "boston", "NYC-2"
+    ]
+
+
+def test_model_version_filters_and_default_order() -> None:
+    versions = [version("a", 1, "r1", updated=5), version("a", 2, updated=9),
+                version("b", 1, "r1", updated=5), version("a", 3, updated=1)]
+    shown = lambda found: [f"{v.name}/{v.version}" for v in found]  # noqa: E731
+    # no order_by: the latest update first, then name, then the newest version
+    assert shown(search(versions, None, None, MODEL_VERSIONS)) == ["a/2", "a/1", "b/1", "a/3"]
+    assert shown(search(versions, None, ["name DESC"], MODEL_VERSIONS)) == [
+        "b/1", "a/3", "a/2", "a/1"
+    ]
+    assert shown(search(versions, "run_id = 'r1'", ["version_number"], MODEL_VERSIONS)) == [
+        "a/1", "b/1"
+    ]
+    assert shown(search(versions, "run_id != 'r1'", None, MODEL_VERSIONS)) == ["a/2", "a/3"]
+    assert shown(search(versions, "version_number >= '2'", None, MODEL_VERSIONS)) == [
+        "a/2", "a/3"
+    ]
+    assert shown(search(versions, "source_path LIKE 's3://b/b/%'", None, MODEL_VERSIONS)) == ["b/1"]
+    assert shown(search(versions, "tags.n = '3'", None, MODEL_VERSIONS)) == ["a/3"]
+
+
+@pytest.mark.parametrize(
+    ("grammar", "filter_string", "position", "quoted"),
+    [
+        (REGISTERED_MODELS, "owner = 'x'", 0, "unknown attribute 'owner'"),
+        (REGISTERED_MODELS, "attributes.name = 'x'", 0, "invalid entity 'attributes.name'"),
+        (REGISTERED_MODELS, "name < 'a'", 5, "invalid comparator '<'"),
+        (REGISTERED_MODELS, "tags.t IS NULL", 7, "invalid comparator 'IS'"),
+        (REGISTERED_MODELS, "tags.t IN ('a')", 7, "invalid comparator 'IN'"),
+        (MODEL_VERSIONS, "metrics.a > 1", 0, "invalid entity 'metrics.a'"),
+        (MODEL_VERSIONS, "source_path IN ('x')", 12, "invalid comparator 'IN'"),
+        (MODEL_VERSIONS, "version_number = 'two'", 17, "\"'two'\""),
+        (MODEL_VERSIONS, "name = 'a' OR name = 'b'", 11, "'OR'"),
+    ],
+)
+def test_registry_filter_errors(
+    grammar: Grammar, filter_string: str, position: int, quoted: str
+) -> None:
+    with pytest.raises(FilterSyntaxError) as excinfo:
+        Query(filter_string, None, grammar)
+    assert excinfo.value.position == position
+    assert quoted in str(excinfo.value).splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    ("grammar", "item", "message"),
+    [
+        (REGISTERED_MODELS, "creation_timestamp", "unknown attribute"),  # a server refuses it
+        (REGISTERED_MODELS, "tags.team", "order by an attribute name alone"),
+        (MODEL_VERSIONS, "run_id DESC", "unknown attribute"),
+        (MODEL_VERSIONS, "version_number UP", "expected ASC, DESC"),
+        (MODEL_VERSIONS, "name DESC", "duplicate key 'name'"),  # after "name"
+    ],
+)
+def test_registry_order_by_errors(grammar: Grammar, item: str, message: str) -> None:
+    with pytest.raises(FilterSyntaxError, match=message):
+        parse_order_by(["name", item], grammar)

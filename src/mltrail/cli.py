@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, search
 from .client import TrackingClient
 from .entities import Experiment, FileInfo, Run, RunStatus, ViewType
 from .exceptions import InvalidParameterError, MltrailError, NotFoundError
@@ -216,13 +216,9 @@ def _default_experiment(client: TrackingClient) -> Experiment | None:
 def _metric_columns(runs: Sequence[Run], order_by: Sequence[str]) -> list[str]:
     """Metrics sorted on come first, then the keys most runs have."""
     wanted: list[str] = []
-    for item in order_by:
-        head = item.strip().split()[0] if item.strip() else ""
-        kind, _, key = head.partition(".")
-        if kind in ("metric", "metrics") and key:
-            key = key.strip('`"')
-            if key not in wanted:
-                wanted.append(key)
+    for order_key in search.parse_order_by(order_by):  # the search has accepted them already
+        if order_key.kind == "metric" and order_key.key not in wanted:
+            wanted.append(order_key.key)
     counts: dict[str, int] = {}
     for run in runs:
         for key in run.data.metrics:

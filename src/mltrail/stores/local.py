@@ -446,9 +446,7 @@ class LocalStore:
         order_by: Sequence[str] | None,
         page_token: str | None,
     ) -> PagedList:
-        clauses = search.parse_filter(filter_string)
-        order = list(order_by or [])
-        search.parse_order_by(order)  # reject a bad order_by before reading anything
+        query = search.Query(filter_string, order_by)  # a bad one fails before any read
         offset = _decode_token(page_token)
         runs = []
         for experiment_id in experiment_ids:
@@ -470,9 +468,9 @@ class LocalStore:
                 if not LifecycleStage.matches_view_type(run_view_type, state.lifecycle_stage):
                     continue
                 run = state.to_run()
-                if search.matches(run, clauses):
+                if query.accepts(run):
                     runs.append(run)
-        ordered = search.sort_runs(runs, order)
+        ordered = query.order(runs)
         page = ordered[offset : offset + max_results]
         more = offset + max_results < len(ordered)
         return PagedList(page, _encode_token(offset + max_results) if more else None)

@@ -23,7 +23,6 @@ import errno
 import hashlib
 import json
 import os
-import re
 import shutil
 import threading
 import time
@@ -32,8 +31,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import search
 from ..entities import ModelVersion, PagedList, RegisteredModel
-from ..exceptions import AlreadyExistsError, FilterSyntaxError, InvalidParameterError, NotFoundError
+from ..exceptions import AlreadyExistsError, InvalidParameterError, NotFoundError
 from .registry import ACTIVE_STAGES, ALL_STAGES, STAGE_ARCHIVED, STAGE_NONE
 
 _MODEL_FILE = "model.json"
@@ -187,11 +187,10 @@ class LocalRegistry:
         order_by: Sequence[str] | None,
         page_token: str | None,
     ) -> PagedList:
-        clauses = parse_registry_filter(filter_string, _MODEL_FIELDS)
-        keys = _parse_order(order_by, _MODEL_ORDER, default=[("name", True)])
+        query = search.Query(filter_string, order_by, search.REGISTERED_MODELS)
         models = [self._registered_model(m) for m in self._all_model_metas()]
-        found = [m for m in models if all(c(_model_value(m, f)) for f, c in clauses)]
-        return _page(_sort(found, keys, _model_order_value), max_results, page_token)
+        found = query.order(m for m in models if query.accepts(m))
+        return _page(found, max_results, page_token)
 
     def update_registered_model(self, name: str, description: str) -> RegisteredModel:
         with self._edit_model(name) as meta:
@@ -335,17 +334,10 @@ class LocalRegistry:
         order_by: Sequence[str] | None,
         page_token: str | None,
     ) -> PagedList:
-        clauses = parse_registry_filter(filter_string, _VERSION_FIELDS)
-        keys = _parse_order(
-            order_by, _VERSION_ORDER, default=[("name", True), ("version_number", False)]
-        )
-        found = [
-            mv
-            for meta in self._all_model_metas()
-            for mv in self._versions(meta)
-            if all(c(_version_value(mv, f)) for f, c in clauses)
-        ]
-        return _page(_sort(found, keys, _version_order_value), max_results, page_token)
+        query = search.Query(filter_string, order_by, search.MODEL_VERSIONS)
+        versions = (mv for meta in self._all_model_metas() for mv in self._versions(meta))
+        found = query.order(mv for mv in versions if query.accepts(mv))
+        return _page(found, max_results, page_token)
 
     def transition_model_version_stage(
         self, name: str, version: str, stage: str, archive_existing_versions: bool
@@ -422,169 +414,7 @@ class LocalRegistry:
         return self.get_model_version(name, version)
 
 
-# search filters and ordering ----------------------------------------------------
-
-_MODEL_FIELDS = {"name": "string"}
-_VERSION_FIELDS = {
-    "name": "string",
-    "run_id": "string",
-    "source_path": "string",
-    "version_number": "number",
-}
-_MODEL_ORDER = ("name", "creation_timestamp", "last_updated_timestamp")
-_VERSION_ORDER = ("name", "version_number", "creation_timestamp", "last_updated_timestamp")
-
-_CLAUSE_RE = re.compile(
-    r"""\s*(?P<field>tags\.`[^`]+`|tags\."[^"]+"|tags\.[\w.\-]+|[A-Za-z_]+)
-        \s*(?P<op>!=|<=|>=|=|<|>|(?i:not\s+in)\b|(?i:in)\b|(?i:ilike)\b|(?i:like)\b)
-        \s*(?P<value>'[^']*'|"[^"]*"|-?\d+|\((?:\s*(?:'[^']*'|"[^"]*")\s*,?)*\))\s*""",
-    re.VERBOSE,
-)
-_AND_RE = re.compile(r"(?i)and\b")
-
-
-def _like(pattern: str, ignore_case: bool) -> re.Pattern[str]:
-    body = "".join(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern)
-    return re.compile(f"^{body}$", re.DOTALL | (re.IGNORECASE if ignore_case else 0))
-
-
-def _unquote(text: str) -> str:
-    return text[1:-1] if text[:1] in "'\"" else text
-
-
-def _condition(op: str, raw: str, numeric: bool) -> Callable[[Any], bool]:
-    op = " ".join(op.upper().split())
-    if op in ("IN", "NOT IN"):
-        items = {_unquote(t.strip()) for t in re.findall(r"'[^']*'|\"[^\"]*\"", raw)}
-        return (lambda v: v in items) if op == "IN" else (lambda v: v not in items)
-    if op in ("LIKE", "ILIKE"):
-        regex = _like(_unquote(raw), op == "ILIKE")
-        return lambda v: v is not None and regex.match(str(v)) is not None
-    value: Any = int(raw) if numeric else _unquote(raw)
-    compare: dict[str, Callable[[Any, Any], bool]] = {
-        "=": lambda a, b: a == b,
-        "!=": lambda a, b: a != b,
-        "<": lambda a, b: a < b,
-        "<=": lambda a, b: a <= b,
-        ">": lambda a, b: a > b,
-        ">=": lambda a, b: a >= b,
-    }
-    return lambda v: v is not None and compare[op](v, value)
-
-
-def parse_registry_filter(
-    filter_string: str | None, fields: dict[str, str]
-) -> list[tuple[str, Callable[[Any], bool]]]:
-    """Parse a registry search filter (`name LIKE 'nyc%' AND tags.team = 'a'`).
-
-    Returns:
-        (field, predicate) pairs, all of which an entry must satisfy; a tag field
-        is returned as `tags.<key>`.
-
-    Raises:
-        FilterSyntaxError: the filter is malformed or names an unknown field.
-    """
-    text = (filter_string or "").strip()
-    clauses: list[tuple[str, Callable[[Any], bool]]] = []
-    pos = 0
-    while pos < len(text):
-        m = _CLAUSE_RE.match(text, pos)
-        if m is None:
-            raise FilterSyntaxError(
-                f"Invalid registry filter at position {pos}: {text[pos:]!r}; expected "
-                "<field> <comparator> <value>, e.g. name = 'my-model'",
-                position=pos,
-            )
-        field, op, raw = m.group("field"), m.group("op"), m.group("value")
-        if field.startswith("tags."):
-            field = "tags." + _unquote(field[5:].strip("`"))
-            kind = "string"
-        elif field in fields:
-            kind = fields[field]
-        else:
-            raise FilterSyntaxError(
-                f"Invalid registry filter: unknown field {field!r}; use "
-                f"{', '.join(sorted(fields))} or tags.<key>",
-                position=m.start("field"),
-            )
-        if (kind == "number") != raw.lstrip("-").isdigit() and not raw.startswith("("):
-            raise FilterSyntaxError(
-                f"Invalid registry filter: {field} compares with "
-                f"{'a number' if kind == 'number' else 'a quoted string'}, got {raw}",
-                position=m.start("value"),
-            )
-        clauses.append((field, _condition(op, raw, kind == "number")))
-        pos = m.end()
-        if pos < len(text):
-            joined = _AND_RE.match(text, pos)
-            if joined is None:
-                raise FilterSyntaxError(
-                    f"Invalid registry filter at position {pos}: expected AND, got "
-                    f"{text[pos : pos + 10]!r}",
-                    position=pos,
-                )
-            pos = joined.end()
-            if pos >= len(text.rstrip()):
-                raise FilterSyntaxError("Invalid registry filter: nothing after AND", position=pos)
-    return clauses
-
-
-def _model_value(model: RegisteredModel, field: str) -> Any:
-    if field.startswith("tags."):
-        return model.tags.get(field[5:])
-    return model.name
-
-
-def _version_value(mv: ModelVersion, field: str) -> Any:
-    if field.startswith("tags."):
-        return mv.tags.get(field[5:])
-    return {
-        "name": mv.name,
-        "run_id": mv.run_id,
-        "source_path": mv.source,
-        "version_number": int(mv.version),
-    }[field]
-
-
-def _parse_order(
-    order_by: Sequence[str] | None, allowed: tuple[str, ...], default: list[tuple[str, bool]]
-) -> list[tuple[str, bool]]:
-    keys: list[tuple[str, bool]] = []
-    for item in order_by or []:
-        parts = item.split()
-        if (
-            not parts
-            or len(parts) > 2
-            or parts[0] not in allowed
-            or (len(parts) == 2 and parts[1].upper() not in ("ASC", "DESC"))
-        ):
-            raise InvalidParameterError(
-                f"Invalid order_by {item!r}: use one of {', '.join(allowed)}, then ASC or DESC",
-                key="order_by",
-            )
-        keys.append((parts[0], len(parts) == 1 or parts[1].upper() == "ASC"))
-    return keys + [k for k in default if k[0] not in {name for name, _ in keys}]
-
-
-def _model_order_value(model: RegisteredModel, key: str) -> Any:
-    return getattr(model, key) if key != "name" else model.name
-
-
-def _version_order_value(mv: ModelVersion, key: str) -> Any:
-    return int(mv.version) if key == "version_number" else getattr(mv, key)
-
-
-def _sort(
-    items: list[Any], keys: list[tuple[str, bool]], value: Callable[[Any, str], Any]
-) -> list[Any]:
-    def sort_key(item: Any, key: str) -> Any:
-        found = value(item, key)
-        return 0 if found is None else found
-
-    ordered = list(items)
-    for key, ascending in reversed(keys):  # stable sorts, least significant key first
-        ordered.sort(key=lambda item, k=key: sort_key(item, k), reverse=not ascending)
-    return ordered
+# paging -----------------------------------------------------------------------
 
 
 def _page(items: list[Any], max_results: int, page_token: str | None) -> PagedList:

@@ -33,7 +33,18 @@ from pathlib import Path
 import pytest
 
 from mltrail import TrackingClient
-from mltrail.entities import LifecycleStage, Metric, Param, Run, RunStatus, RunTag, ViewType
+from mltrail.entities import (
+    Dataset,
+    DatasetInput,
+    InputTag,
+    LifecycleStage,
+    Metric,
+    Param,
+    Run,
+    RunStatus,
+    RunTag,
+    ViewType,
+)
 from mltrail.exceptions import (
     AlreadyExistsError,
     InvalidParameterError,
@@ -288,6 +299,11 @@ SEARCH_RUNS = [
     ("plain", 5, None, None, None, None, RunStatus.KILLED),
 ]
 BASE_TIME = 1_700_000_000_000
+# run name -> the datasets it read: (name, digest, context)
+SEARCH_DATASETS = {
+    "lasso-a": [("taxi-2023", "d1a5", "training"), ("taxi-2024", "d2b6", "evaluation")],
+    "xgb-a": [("bikes", "e3c7", "training")],
+}
 
 
 @dataclass(frozen=True)
@@ -303,6 +319,8 @@ def searchable(client: TrackingClient) -> Searchable:
     ids = {}
     for name, offset, rmse, val_loss, alpha, model, status in SEARCH_RUNS:
         tags = {"model": model} if model is not None else {}
+        if name.startswith("lasso"):
+            tags["owner id"] = "ana"  # a key only a quoted form can name
         run = client.create_run(
             experiment_id, start_time=BASE_TIME + offset * 1000, tags=tags, run_name=name
         )
@@ -311,6 +329,15 @@ def searchable(client: TrackingClient) -> Searchable:
             metrics.append(Metric("val-loss", val_loss, 1, 0))
         params = [] if alpha is None else [Param("alpha", alpha)]
         client.log_batch(run.info.run_id, metrics=metrics, params=params)
+        inputs = [
+            DatasetInput(
+                Dataset(data_name, digest, "local", f'{{"uri": "/data/{data_name}"}}'),
+                (InputTag("mlflow.data.context", context),),
+            )
+            for data_name, digest, context in SEARCH_DATASETS.get(name, [])
+        ]
+        if inputs:
+            client.log_inputs(run.info.run_id, inputs)
         client.set_terminated(run.info.run_id, status, end_time=BASE_TIME + offset * 1000 + 500)
         ids[name] = run.info.run_id
     return Searchable(experiment_id, ids)
@@ -360,6 +387,103 @@ def test_search_filters(
     assert runs.token is None
 
 
+ALL_SEARCH_RUNS = {"lasso-a", "lasso-b", "xgb-a", "xgb-b", "plain"}
+
+
+# MLflow's filter grammar beyond entity prefixes: each case as an MLflow server answers it.
+@pytest.mark.parametrize(
+    ("filter_string", "expected"),
+    [
+        # bare attribute names, and the other spellings a server takes
+        ("status = 'FINISHED'", {"lasso-a", "lasso-b", "xgb-b"}),
+        ("status != 'FINISHED'", {"xgb-a", "plain"}),
+        ("run_name = 'plain'", {"plain"}),
+        ('run_name = "plain"', {"plain"}),
+        ("run_name LIKE 'xgb_a'", {"xgb-a"}),
+        ("run_name ILIKE 'XGB%'", {"xgb-a", "xgb-b"}),
+        ("`Run name` = 'plain'", {"plain"}),
+        ("attributes.`Run name` = 'lasso-b'", {"lasso-b"}),
+        (f"start_time > {BASE_TIME + 3000}", {"xgb-b", "plain"}),
+        (f"created >= {BASE_TIME + 4000}", {"xgb-b", "plain"}),
+        (f"end_time < {BASE_TIME + 2000}", {"lasso-a"}),
+        (f"end_time = {BASE_TIME + 2500}", {"lasso-b"}),
+        ("user_id LIKE '%'", ALL_SEARCH_RUNS),
+        ("artifact_uri LIKE '%'", ALL_SEARCH_RUNS),
+        ("run.status = 'KILLED'", {"plain"}),
+        ("attr.status = 'FAILED'", {"xgb-a"}),
+        ("status = 'finished'", set()),  # string comparisons are case-sensitive
+        # prefixes in their singular and plural forms
+        ("metric.rmse = 3", {"lasso-a"}),
+        ("param.alpha = '0.3'", {"xgb-a"}),
+        ("parameters.alpha = '1.0'", {"xgb-b"}),
+        ("tag.model = 'xgboost'", {"xgb-a"}),
+        # numeric literals
+        ("metrics.rmse > -1", {"lasso-a", "lasso-b", "xgb-a", "xgb-b"}),
+        ("metrics.rmse < 5.5e0", {"lasso-a"}),
+        ("metrics.`val-loss` <= .7", {"lasso-a", "lasso-b"}),
+        # quoted keys and values
+        ("tags.`owner id` = 'ana'", {"lasso-a", "lasso-b"}),
+        ('tags."owner id" = "ana"', {"lasso-a", "lasso-b"}),
+        ("tags.`owner id` IS NULL", {"xgb-a", "xgb-b", "plain"}),
+        ("metrics.\"val-loss\" > 1", {"xgb-b"}),
+        ('params.alpha LIKE "0.%"', {"lasso-a", "lasso-b", "xgb-a"}),
+        # LIKE and ILIKE: % and _ wildcards over the whole value
+        ("tags.model LIKE '%o'", {"lasso-a", "lasso-b"}),
+        ("tags.model LIKE 'lass_'", {"lasso-a", "lasso-b"}),
+        ("tags.model LIKE 'LASSO'", set()),
+        ("tags.model ILIKE 'LASSO'", {"lasso-a", "lasso-b"}),
+        ("tags.model ILIKE '%dart'", {"xgb-b"}),
+        ("params.alpha ILIKE '1%'", {"xgb-b"}),
+        # datasets: a clause holds when any of the run's datasets satisfies it
+        ("datasets.name = 'bikes'", {"xgb-a"}),
+        ("datasets.name LIKE 'taxi-%'", {"lasso-a"}),
+        ("datasets.name IN ('bikes', 'taxi-2024')", {"lasso-a", "xgb-a"}),
+        ("datasets.digest = 'd2b6'", {"lasso-a"}),
+        ("datasets.context = 'evaluation'", {"lasso-a"}),
+        ("datasets.context IN ('training')", {"lasso-a", "xgb-a"}),
+        ("datasets.name = 'taxi-2023' AND datasets.context = 'evaluation'", {"lasso-a"}),
+        ("dataset.name ILIKE 'BIKES'", {"xgb-a"}),
+        ("datasets.name != 'bikes'", {"lasso-a"}),  # runs without datasets never match
+        ("datasets.context NOT IN ('training')", {"lasso-a"}),
+        # AND in any case; a trailing AND is ignored by a server
+        ("status = 'FINISHED' and tags.model LIKE 'lasso' AND metrics.rmse > 4", {"lasso-b"}),
+        ("metrics.rmse < 4 AND", {"lasso-a"}),
+    ],
+)
+def test_search_grammar(
+    client: TrackingClient, searchable: Searchable, filter_string: str, expected: set[str]
+) -> None:
+    assert set(_names(client.search_runs([searchable.experiment_id], filter_string))) == expected
+
+
+# What an MLflow server refuses (INVALID_PARAMETER_VALUE), so a store must refuse it too.
+@pytest.mark.parametrize(
+    "filter_string",
+    [
+        "metrics.rmse < 7 OR metrics.rmse > 8",  # only AND
+        "metrics.rmse IS NULL",  # IS NULL is for params and tags
+        "status IS NOT NULL",
+        "status IN ('FINISHED')",  # IN is for run_id (and datasets)
+        "params.alpha IN ('0.1')",
+        "params.alpha = 0.1",  # params, tags and string attributes take quoted values
+        "status = FINISHED",
+        "metrics.rmse = '3'",  # metrics and times take numbers
+        "start_time > '1700000000000'",
+        "metrics.rmse LIKE '3%'",
+        "lifecycle_stage = 'active'",  # not a searchable attribute
+        "nosuch = 'x'",
+        "foo.bar = 'x'",
+        "datasets.size = 'x'",
+        "(metrics.rmse < 5)",
+    ],
+)
+def test_search_refuses_what_a_server_refuses(
+    client: TrackingClient, searchable: Searchable, filter_string: str
+) -> None:
+    with pytest.raises(InvalidParameterError):
+        client.search_runs([searchable.experiment_id], filter_string)
+
+
 def test_search_by_run_id(client: TrackingClient, searchable: Searchable) -> None:
     experiment_id, ids = searchable.experiment_id, searchable.ids
     found = client.search_runs([experiment_id], f"attributes.run_id = '{ids['xgb-a']}'")
@@ -369,6 +493,8 @@ def test_search_by_run_id(client: TrackingClient, searchable: Searchable) -> Non
     assert set(_names(found)) == {"lasso-a", "plain"}
     found = client.search_runs([experiment_id], f"attributes.run_id NOT IN {pair}")
     assert set(_names(found)) == {"lasso-b", "xgb-a", "xgb-b"}
+    found = client.search_runs([experiment_id], f"run_id IN {pair} AND status = 'FINISHED'")
+    assert _names(found) == ["lasso-a"]
 
 
 def test_malformed_filter_is_an_error(client: TrackingClient, experiment_id: str) -> None:
@@ -392,6 +518,19 @@ def test_malformed_filter_is_an_error(client: TrackingClient, experiment_id: str
             ["xgb-b", "lasso-b", "lasso-a", "xgb-a", "plain"],
         ),
         (["attributes.status ASC"], ["xgb-a", "xgb-b", "lasso-b", "lasso-a", "plain"]),
+        # bare attributes, MLflow's other spellings, quoted keys, several keys
+        (["start_time DESC"], ["plain", "xgb-b", "xgb-a", "lasso-b", "lasso-a"]),
+        (["start_time"], ["lasso-a", "lasso-b", "xgb-a", "xgb-b", "plain"]),
+        (["created ASC"], ["lasso-a", "lasso-b", "xgb-a", "xgb-b", "plain"]),
+        (["end_time desc"], ["plain", "xgb-b", "xgb-a", "lasso-b", "lasso-a"]),
+        (["run_name DESC"], ["xgb-b", "xgb-a", "plain", "lasso-b", "lasso-a"]),
+        (["status DESC", "start_time ASC"], ["plain", "lasso-a", "lasso-b", "xgb-b", "xgb-a"]),
+        (["metrics.`val-loss` DESC"], ["xgb-b", "xgb-a", "lasso-b", "lasso-a", "plain"]),
+        (["tags.`owner id`", "run_name DESC"], ["lasso-b", "lasso-a", "xgb-b", "xgb-a", "plain"]),
+        (
+            ["params.alpha ASC", "attributes.run_name ASC"],
+            ["lasso-a", "lasso-b", "xgb-a", "xgb-b", "plain"],
+        ),
     ],
 )
 def test_search_order_by(
@@ -399,6 +538,17 @@ def test_search_order_by(
 ) -> None:
     found = client.search_runs([searchable.experiment_id], order_by=order_by)
     assert _names(found) == expected
+
+
+@pytest.mark.parametrize(
+    "order_by",
+    [["metrics.rmse UP"], ["datasets.name"], ["lifecycle_stage"], ["foo.bar"], ["rmse DESC"]],
+)
+def test_order_by_refuses_what_a_server_refuses(
+    client: TrackingClient, searchable: Searchable, order_by: list[str]
+) -> None:
+    with pytest.raises(InvalidParameterError):
+        client.search_runs([searchable.experiment_id], order_by=order_by)
 
 
 def test_search_pages_through_page_token(client: TrackingClient, searchable: Searchable) -> None:
