@@ -6,6 +6,8 @@ as of a byte offset in the journal. A reader loads the summary and replays only
 the lines after its offset, so listing thousands of finished runs reads one small
 file each, and an unfinished run (even one whose process was killed) is always
 read in full. A torn last line, left by a crash, has no newline and is ignored.
+A third file, `history.idx`, is a rebuildable cache of every metric point per key
+(`HistoryIndex`), so one key's history is read without replaying the journal.
 
 This module is the one owner of that format: the record kinds (`Kind`), the one
 reader (`iter_lines`, which `read_records` and the shipper both use), the append
@@ -15,12 +17,16 @@ store, the spool and the ship state share.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import threading
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +45,7 @@ from ..exceptions import DamagedRunError
 
 JOURNAL = "journal.jsonl"
 SUMMARY = "summary.json"
+HISTORY = "history.idx"  # derived: every metric point per key (`HistoryIndex`)
 ARTIFACTS = "artifacts"  # a run folder's artifacts, beside its journal and summary
 _READ_CHUNK = 4 << 20
 
@@ -260,12 +267,148 @@ def write_summary(run_dir: Path, state: RunState | str) -> None:
     write_json_atomic(run_dir / SUMMARY, state if isinstance(state, str) else state.to_json())
 
 
+def _history_points(record: dict[str, Any], key: str) -> Iterator[Metric]:
+    if record["k"] == Kind.BATCH:
+        for k, value, timestamp, step in record.get("m", ()):
+            if k == key:
+                yield Metric(k, value, timestamp, step)
+
+
+def _replayed_history(path: Path, key: str) -> list[Metric]:
+    return [p for record, _ in iter_lines(path, 0) if record for p in _history_points(record, key)]
+
+
+class HistoryIndex:
+    """Every metric point of a run, per key, in journal order, as packed columns.
+
+    A derived cache of the journal, never the record: the file (`history.idx`) says
+    which journal prefix it covers (`offset`, just past a complete line), and a reader
+    replays only the journal after it. Its columns are float64 values, int64
+    timestamps and int64 steps, so one key's history is read as three slices of one
+    file, whatever the other keys hold. The writer fills it as it appends and writes it
+    when the run ends; a reader that finds it missing, stale by much, or unreadable
+    rebuilds it from the journal (the only full scan) and saves it for the next one.
+    A torn tail or a crash costs nothing: the index never covers a line that is not
+    complete, and the journal stays append-only.
+    """
+
+    def __init__(self) -> None:
+        self.columns: dict[str, tuple[array, array, array]] = {}
+        self.valid = True  # False once a point does not fit the columns (then: no file)
+
+    def add(self, record: dict[str, Any]) -> None:
+        if not self.valid or record.get("k") != Kind.BATCH:
+            return
+        try:
+            for key, value, timestamp, step in record.get("m", ()):
+                column = self.columns.get(key)
+                if column is None:
+                    column = self.columns[key] = (array("d"), array("q"), array("q"))
+                column[0].append(value)
+                column[1].append(timestamp)
+                column[2].append(step)
+        except (TypeError, ValueError, OverflowError):
+            self.valid = False  # a value the columns cannot hold: readers use the journal
+
+    def history(self, key: str) -> list[Metric]:
+        column = self.columns.get(key)
+        if column is None:
+            return []
+        return list(map(Metric, repeat(key), *column))
+
+    def save(self, run_dir: Path, offset: int) -> None:
+        """Write the index as covering the journal up to `offset` (atomically)."""
+        if not self.valid:
+            return
+        keys: dict[str, list[int]] = {}
+        blocks = []
+        start = 0
+        for key, column in self.columns.items():
+            keys[key] = [len(column[0]), start]
+            for part in column:
+                blocks.append(part.tobytes())
+                start += len(blocks[-1])
+        header = {"v": 1, "order": sys.byteorder, "offset": offset, "keys": keys}
+        tmp = run_dir / f".{HISTORY}.{os.getpid()}.{threading.get_ident()}.tmp"
+        with open(tmp, "wb") as handle:
+            handle.write(json.dumps(header).encode() + b"\n")
+            handle.writelines(blocks)
+        os.replace(tmp, run_dir / HISTORY)
+
+    @classmethod
+    def load(cls, run_dir: Path) -> tuple[HistoryIndex, int] | None:
+        """The whole saved index and its offset, or None if missing or unreadable."""
+        found = _read_index(run_dir, None)
+        return None if found is None else (found[0], found[1])
+
+
+def _read_index(run_dir: Path, only: str | None) -> tuple[HistoryIndex, int] | None:
+    """The saved index (all keys, or just `only`) and the journal offset it covers.
+
+    None when it is missing, unreadable, written with another byte order, or does not
+    end on a line boundary of this journal (then it is not this journal's index).
+    """
+    try:
+        handle = open(run_dir / HISTORY, "rb")  # noqa: SIM115 - closed below
+    except OSError:
+        return None
+    with handle:
+        try:
+            header = json.loads(handle.readline())
+            offset = int(header["offset"])
+            keys = header["keys"]
+            if header.get("v") != 1 or header.get("order") != sys.byteorder:
+                return None
+            with open(run_dir / JOURNAL, "rb") as source:
+                if offset and os.pread(source.fileno(), 1, offset - 1) != b"\n":
+                    return None
+            base = handle.tell()
+            index = HistoryIndex()
+            for key, (count, start) in keys.items():
+                if only is not None and key != only:
+                    continue
+                handle.seek(base + start)
+                column = (array("d"), array("q"), array("q"))
+                for part in column:
+                    part.frombytes(handle.read(8 * count))
+                    if len(part) != count:
+                        return None
+                index.columns[key] = column
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+    return index, offset
+
+
+_REBUILD_AFTER = 256 << 10  # journal bytes past the index worth saving a new index for
+
+
 def metric_history(run_dir: Path, key: str) -> list[Metric]:
-    records, _ = read_records(run_dir / JOURNAL, 0)
-    return [
-        Metric(k, value, timestamp, step)
-        for record in records
-        if record["k"] == Kind.BATCH
-        for k, value, timestamp, step in record.get("m", ())
-        if k == key
-    ]
+    """One key's points in logging order, in time proportional to that key's points
+    (when the run's index is current, see `HistoryIndex`)."""
+    path = run_dir / JOURNAL
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        return []
+    found = _read_index(run_dir, key)
+    if found is not None and found[1] <= size and size - found[1] <= _REBUILD_AFTER:
+        index, offset = found
+        points = index.history(key)
+        for record, _ in iter_lines(path, offset):
+            if record is not None:
+                points.extend(_history_points(record, key))
+        return points
+    if found is None and size <= _REBUILD_AFTER:
+        return _replayed_history(path, key)
+    # Missing or stale by much: extend the saved index (or build it) and save it.
+    whole = HistoryIndex.load(run_dir) if found is not None else None
+    index, offset = whole if whole is not None and whole[1] <= size else (HistoryIndex(), 0)
+    for record, past in iter_lines(path, offset):
+        offset = past
+        if record is not None:
+            index.add(record)
+            if not index.valid:
+                return _replayed_history(path, key)
+    with contextlib.suppress(OSError):  # a read-only folder: answer without saving
+        index.save(run_dir, offset)
+    return index.history(key)

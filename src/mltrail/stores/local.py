@@ -75,6 +75,9 @@ class _OpenRun:
     fd: int
     state: RunState
     torn: bool = False  # a failed append left part of a line: end it before the next
+    # Every metric point since the journal began, when this process wrote all of it;
+    # None once another process appended too (then readers rebuild it from the journal).
+    history: journal.HistoryIndex | None = None
 
 
 @contextlib.contextmanager
@@ -288,7 +291,7 @@ class LocalStore:
         journal.write_summary(run_dir, state)
         fd = os.open(run_dir / journal.JOURNAL, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         with self._lock:
-            self._open[run_id] = _OpenRun(run_dir, fd, state)
+            self._open[run_id] = _OpenRun(run_dir, fd, state, history=journal.HistoryIndex())
             self._run_dirs[run_id] = run_dir
 
     def is_open(self, run_id: str) -> bool:
@@ -326,6 +329,7 @@ class LocalStore:
             for record in records:
                 opened.state.apply(record)
             opened.state.offset = offset
+            opened.history = None  # another writer: this process no longer saw every line
 
     def _opened(self, run_id: str) -> _OpenRun:
         opened = self._open.get(run_id)
@@ -337,6 +341,9 @@ class LocalStore:
             if size and os.pread(fd, 1, size - 1) != b"\n":
                 journal.write_all(fd, b"\n")  # close a torn line left by a crashed writer
             opened = _OpenRun(run_dir, fd, journal.load_state(run_dir))
+            saved = journal.HistoryIndex.load(run_dir)
+            if saved is not None and saved[1] == opened.state.offset == os.fstat(fd).st_size:
+                opened.history = saved[0]  # current: keep it current as this process appends
             self._open[run_id] = opened
         else:
             self._catch_up(opened)
@@ -360,6 +367,7 @@ class LocalStore:
                     journal.write_all(opened.fd, b"\n")
                     opened.torn = False
                     state.offset = os.fstat(opened.fd).st_size
+                    opened.history = None
                 before = state.offset
                 try:
                     journal.write_all(opened.fd, data)
@@ -368,6 +376,8 @@ class LocalStore:
                     raise
             state.offset += len(data)
             state.apply(record)
+            if opened.history is not None:
+                opened.history.add(record)
             return state
 
     def get_run(self, run_id: str) -> Run:
@@ -390,7 +400,12 @@ class LocalStore:
         """Hand a finished run to the syncer, which makes it durable in the background."""
         opened = self._open.pop(run_id, None)
         if opened is not None:
-            self._syncer.submit(opened.fd, opened.run_dir, opened.state.to_json())
+            history = opened.history
+            if history is not None and os.fstat(opened.fd).st_size != opened.state.offset:
+                history = None  # bytes this process did not write: leave it to readers
+            self._syncer.submit(
+                opened.fd, opened.run_dir, opened.state.to_json(), history, opened.state.offset
+            )
 
     def set_lifecycle(self, run_id: str, deleted: bool) -> None:
         stage = LifecycleStage.DELETED if deleted else LifecycleStage.ACTIVE
@@ -435,6 +450,12 @@ class LocalStore:
             self._append(run_id, {"k": Kind.DELETE_TAG.value, "key": key})
 
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+        with self._lock:
+            opened = self._open.get(run_id)
+            if opened is not None:
+                self._catch_up(opened)
+                if opened.history is not None and opened.history.valid:
+                    return opened.history.history(key)
         return journal.metric_history(self.run_dir(run_id), key)
 
     def search_runs(
@@ -540,6 +561,9 @@ class LocalStore:
         return self._syncer.wait(timeout)
 
 
+_Finished = tuple[int, Path, str, "journal.HistoryIndex | None", int]
+
+
 class _Syncer:
     """Fsyncs, closes and summarises finished runs on a background thread.
 
@@ -553,7 +577,7 @@ class _Syncer:
 
     def __init__(self) -> None:
         self._pid = os.getpid()
-        self._queue: queue.Queue[tuple[int, Path, str]] = queue.Queue()
+        self._queue: queue.Queue[_Finished] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -563,7 +587,14 @@ class _Syncer:
         if self._pid != os.getpid():
             self.__init__()  # type: ignore[misc]
 
-    def submit(self, fd: int, run_dir: Path, summary: str) -> None:
+    def submit(
+        self,
+        fd: int,
+        run_dir: Path,
+        summary: str,
+        history: journal.HistoryIndex | None = None,
+        offset: int = 0,
+    ) -> None:
         self._after_fork()
         with self._lock:
             if self._thread is None:
@@ -572,15 +603,17 @@ class _Syncer:
                 )
                 self._thread.start()
                 atexit.register(self.wait, 30.0)
-        self._queue.put((fd, run_dir, summary))
+        self._queue.put((fd, run_dir, summary, history, offset))
 
     def _work(self) -> None:
         while True:
-            fd, run_dir, summary = self._queue.get()
+            fd, run_dir, summary, history, offset = self._queue.get()
             try:
                 os.fsync(fd)
                 os.close(fd)
                 journal.write_summary(run_dir, summary)
+                if history is not None:
+                    history.save(run_dir, offset)
             except OSError as exc:  # a folder removed under us: the journal is what counts
                 warnings.warn(f"mltrail: could not finish writing {run_dir}: {exc}", stacklevel=1)
             finally:
