@@ -60,6 +60,8 @@ from .journal import Kind, RunState
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
 _META = "meta.json"
+_CATALOG = "runs.catalog"  # in an experiment folder: its runs' states, a listing cache
+_SNAPSHOTS = 4  # listings kept for their next pages
 STAGING = "staging"  # inside a run folder: artifacts being written (`stage_artifacts`)
 
 
@@ -124,6 +126,10 @@ class LocalStore:
         self._open: dict[str, _OpenRun] = {}
         self._run_dirs: dict[str, Path] = {}
         self._syncer = _Syncer()
+        # Per experiment folder: run id -> (state, its Run), reused while the run's
+        # journal has not grown; and recent multi-page listings by snapshot id.
+        self._listed: dict[str, dict[str, tuple[RunState, Run]]] = {}
+        self._snapshots: dict[str, tuple[Any, list[Run]]] = {}
 
     # experiments ---------------------------------------------------------
 
@@ -470,41 +476,79 @@ class LocalStore:
         clauses = search.parse_filter(filter_string)
         order = list(order_by or [])
         search.parse_order_by(order)  # reject a bad order_by before reading anything
-        offset = _decode_token(page_token)
-        runs = []
-        for experiment_id in experiment_ids:
-            exp_dir = self.root / str(experiment_id)
-            if not exp_dir.is_dir():
-                self.get_experiment(str(experiment_id))  # raises NotFoundError
-                continue
-            for entry in os.scandir(exp_dir):
-                if not entry.is_dir():
+        offset, snapshot = _decode_token(page_token)
+        query = (tuple(map(str, experiment_ids)), filter_string or "", run_view_type, tuple(order))
+        kept = self._snapshots.get(snapshot) if snapshot else None
+        ordered = kept[1] if kept is not None and kept[0] == query else None
+        if ordered is None:
+            runs = []
+            for experiment_id in experiment_ids:
+                exp_dir = self.root / str(experiment_id)
+                if not exp_dir.is_dir():
+                    self.get_experiment(str(experiment_id))  # raises NotFoundError
                     continue
-                try:
-                    state = self._state_for_listing(entry.name, Path(entry.path))
-                except FileNotFoundError:
-                    continue  # a run folder whose creation is still under way
-                except DamagedRunError as exc:
-                    # One damaged run must not hide the others (nor read as "No runs").
-                    warnings.warn(f"mltrail: skipped in the listing: {exc.message}", stacklevel=2)
-                    continue
-                if not LifecycleStage.matches_view_type(run_view_type, state.lifecycle_stage):
-                    continue
-                run = state.to_run()
-                if search.matches(run, clauses):
-                    runs.append(run)
-        ordered = search.sort_runs(runs, order)
-        page = ordered[offset : offset + max_results]
+                for stage, run in self._runs_in(str(exp_dir)):
+                    if LifecycleStage.matches_view_type(run_view_type, stage) and (
+                        not clauses or search.matches(run, clauses)
+                    ):
+                        runs.append(run)
+            ordered = search.sort_runs(runs, order)
+            snapshot = None
         more = offset + max_results < len(ordered)
-        return PagedList(page, _encode_token(offset + max_results) if more else None)
+        if more and snapshot is None:
+            # The next pages come from this listing, so each costs only its own size
+            # and pages neither repeat nor skip runs created meanwhile.
+            snapshot = uuid.uuid4().hex
+            self._snapshots[snapshot] = (query, ordered)
+            while len(self._snapshots) > _SNAPSHOTS:
+                del self._snapshots[next(iter(self._snapshots))]
+        page = ordered[offset : offset + max_results]
+        return PagedList(page, _encode_token(offset + max_results, snapshot) if more else None)
 
-    def _state_for_listing(self, run_id: str, run_dir: Path) -> RunState:
-        with self._lock:
-            opened = self._open.get(run_id)
-            if opened is not None:
-                self._catch_up(opened)
-                return opened.state
-        return journal.load_state(run_dir)
+    def _runs_in(self, exp_dir: str) -> Iterator[tuple[str, Run]]:
+        """(lifecycle stage, Run) of every readable run in an experiment folder.
+
+        A run is read from its summary only when neither this store's memory nor the
+        folder's catalog holds its state at its journal's current size; a listing
+        that had to read many rewrites the catalog for the next process.
+        """
+        known = self._listed.get(exp_dir)
+        catalog: dict[str, Any] = {}
+        if known is None:
+            known = self._listed[exp_dir] = {}
+            catalog = journal.load_catalog(Path(exp_dir, _CATALOG))
+        found: dict[str, tuple[RunState, Run]] = {}
+        read = 0
+        for entry in os.scandir(exp_dir):
+            if not entry.is_dir():
+                continue
+            run_id = entry.name
+            with self._lock:
+                opened = self._open.get(run_id)
+                if opened is not None:
+                    self._catch_up(opened)
+                    yield opened.state.lifecycle_stage, opened.state.to_run()
+                    continue
+            before = known.get(run_id)
+            cached = before[0] if before is not None else catalog.get(run_id)
+            try:
+                state, fresh = journal.current_state(entry.path, cached)
+            except FileNotFoundError:
+                continue  # a run folder whose creation is still under way
+            except DamagedRunError as exc:
+                # One damaged run must not hide the others (nor read as "No runs").
+                warnings.warn(f"mltrail: skipped in the listing: {exc.message}", stacklevel=3)
+                continue
+            if before is not None and state is before[0]:
+                found[run_id] = before
+            else:
+                found[run_id] = (state, state.to_run())
+                read += fresh
+            yield state.lifecycle_stage, found[run_id][1]
+        self._listed[exp_dir] = found
+        if read >= max(50, len(found) // 20):
+            with contextlib.suppress(OSError):  # a read-only store still lists
+                journal.save_catalog(Path(exp_dir, _CATALOG), (v[0] for v in found.values()))
 
     # artifacts -----------------------------------------------------------
 
@@ -655,14 +699,18 @@ def _safe_join(root: Path, rel: str | None) -> Path:
     return target
 
 
-def _encode_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+def _encode_token(offset: int, snapshot: str | None) -> str:
+    payload: dict[str, Any] = {"offset": offset}
+    if snapshot:
+        payload["snapshot"] = snapshot
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode()
 
 
-def _decode_token(token: str | None) -> int:
+def _decode_token(token: str | None) -> tuple[int, str | None]:
     if not token:
-        return 0
+        return 0, None
     try:
-        return int(json.loads(base64.urlsafe_b64decode(token.encode()))["offset"])
-    except (ValueError, KeyError, TypeError):
+        payload = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return int(payload["offset"]), payload.get("snapshot")
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise InvalidParameterError(f"Invalid page token {token!r}", key="page_token") from None
