@@ -523,12 +523,13 @@ class LocalStore:
             if not entry.is_dir():
                 continue
             run_id = entry.name
-            with self._lock:
-                opened = self._open.get(run_id)
-                if opened is not None:
-                    self._catch_up(opened)
-                    yield opened.state.lifecycle_stage, opened.state.to_run()
-                    continue
+            if run_id in self._open:
+                with self._lock:
+                    opened = self._open.get(run_id)
+                    if opened is not None:
+                        self._catch_up(opened)
+                        yield opened.state.lifecycle_stage, opened.state.to_run()
+                        continue
             before = known.get(run_id)
             cached = before[0] if before is not None else catalog.get(run_id)
             try:
