@@ -7,6 +7,7 @@ MLflow's own client, so a point lost or sent twice shows as a difference.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,7 +104,7 @@ def test_batches_go_side_by_side_and_lost_answers_double_nothing(
         proxy.add("runs/log-batch", ("delay", 0.6), times=None)
         out = _sync(proxy.url, capsys)
         arrivals = [s.at for s in proxy.seen if "log-batch" in s.path]
-        gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:])]
+        gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
         assert sum(gap < 0.3 for gap in gaps) >= len(gaps) // 2, gaps
     assert f"shipped {run_id}" in out and f"{POINTS:,} points (" in out, out
     assert f"of {POINTS:,} points sent (" in out, out  # a progress line while it shipped
