@@ -7,7 +7,11 @@ fresh processes on that same server, delivers `--keys` x `--steps` metric points
 - mlflow-threads: the same batches from `--threads` threads;
 - mltrail: one `log_metric` call a point into a run (to the spool, as training does),
   then the time until the server has every point (`flush`); it reports logging and
-  delivery apart.
+  delivery apart (the sender ships while the loop logs);
+- mltrail-sync: the same run logged while the server is unreachable (a proxy that
+  drops every connection), then `mltrail sync` in a new process once it is back: the
+  delivery of a whole backlog, with its progress lines. (The proxy forwards every
+  request, a cost only this variant pays.)
 
 Each prints its wall time; the script prints mltrail's delivery time over the best
 MLflow time. The machine may be loaded: each variant runs `--repeat` times,
@@ -27,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 from bench_remote import _start_server
@@ -59,6 +64,15 @@ WORKER = textwrap.dedent(
         client.set_terminated(run_id)
         took = time.perf_counter() - start
         print(json.dumps({"deliver": took, "total": took}))
+    elif args["variant"] == "mltrail-offline":
+        import mltrail
+        client = mltrail.MlflowClient(url)
+        run_id = client.create_run("0").info.run_id  # the server is unreachable: spooled
+        for s in range(steps):
+            for k in range(keys):
+                client.log_metric(run_id, f"key{k}", s * 0.001 + k, step=s)
+        client.set_terminated(run_id)
+        print(json.dumps({"run_id": run_id}))
     else:
         import mltrail
         client = mltrail.MlflowClient(url)
@@ -80,23 +94,57 @@ WORKER = textwrap.dedent(
 )
 
 
+def backlog(
+    args: argparse.Namespace, url: str, env: dict[str, str], root: Path
+) -> dict[str, float]:
+    """Log the run behind a down proxy, then time `mltrail sync` once it is up."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from faulty_proxy import FaultyProxy
+
+    spool = Path(tempfile.mkdtemp(prefix="spool-", dir=root))
+    env = {**env, "MLTRAIL_SPOOL_DIR": str(spool), "MLTRAIL_FLUSH_TIMEOUT": "0",
+           "MLTRAIL_CREATE_TIMEOUT": "0.2"}
+    with FaultyProxy(url) as proxy:
+        proxy.down = True
+        payload = {**vars(args), "url": proxy.url, "variant": "mltrail-offline"}
+        # A 1 s read timeout: the dropped create settles 2 s after it was sent, so sync
+        # may create the run without waiting for a 30 s timeout to pass.
+        subprocess.run([sys.executable, "-c", WORKER, json.dumps(payload)], check=True,
+                       capture_output=True, env={**env, "MLTRAIL_HTTP_TIMEOUT": "1"}, cwd=root)
+        proxy.down = False
+        time.sleep(2.5)
+        start = time.perf_counter()
+        entry = "import sys; from mltrail.cli import main; sys.exit(main())"
+        done = subprocess.run([sys.executable, "-c", entry, "sync", "--uri", proxy.url],
+                              capture_output=True, text=True, env=env, cwd=root)
+        took = time.perf_counter() - start
+    print(done.stdout, end="")
+    if done.returncode:
+        raise SystemExit(f"mltrail sync failed:\n{done.stderr}")
+    return {"deliver": took, "total": took}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, default=10)
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--variants", nargs="*",
+                        default=["mlflow-seq", "mlflow-threads", "mltrail", "mltrail-sync"])
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="mltrail-delivery-"))
     server, url = _start_server(root)
     env = dict(os.environ)
     env["MLTRAIL_TRACKING_URI"] = str(root / "unused")
     try:
-        times: dict[str, list[dict[str, float]]] = {
-            "mlflow-seq": [], "mlflow-threads": [], "mltrail": []
-        }
+        times: dict[str, list[dict[str, float]]] = {variant: [] for variant in args.variants}
         for _ in range(args.repeat):
             for variant in times:
+                if variant == "mltrail-sync":
+                    times[variant].append(backlog(args, url, env, root))
+                    print(variant, times[variant][-1], flush=True)
+                    continue
                 payload = {**vars(args), "url": url, "variant": variant}
                 done = subprocess.run(
                     [sys.executable, "-c", WORKER, json.dumps(payload)],
@@ -120,8 +168,10 @@ def main() -> None:
                 f"  {variant:15s} delivered in {medians[variant]:.1f} s "
                 f"(spread {min(deliver):.1f}-{max(deliver):.1f}){extra}"
             )
-        best = min(medians["mlflow-seq"], medians["mlflow-threads"])
-        print(f"  mltrail delivery / best MLflow: {medians['mltrail'] / best:.2f}x")
+        theirs = [medians[v] for v in ("mlflow-seq", "mlflow-threads") if v in medians]
+        for ours in ("mltrail", "mltrail-sync"):
+            if theirs and ours in medians:
+                print(f"  {ours} delivery / best MLflow: {medians[ours] / min(theirs):.2f}x")
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:

@@ -22,6 +22,24 @@ from mltrail.stores.local import LocalStore
 KEYS = ("loss", "acc", "lr")
 
 
+@pytest.fixture(autouse=True)
+def index_every_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A run's index is only written past 256 KB of journal; these runs are smaller.
+    monkeypatch.setattr(journal, "_REBUILD_AFTER", 0)
+
+
+def test_a_small_run_has_no_index_and_reads_from_its_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal, "_REBUILD_AFTER", 256 << 10)
+    run_id, run_dir = logged_run(tmp_path)
+    assert not (run_dir / journal.HISTORY).exists()
+    reader = LocalStore(tmp_path)
+    for key in KEYS:
+        assert same(reader.get_metric_history(run_id, key), replayed(run_dir, key))
+    assert not (run_dir / journal.HISTORY).exists()  # nor does a read write one
+
+
 def replayed(run_dir: Path, key: str) -> list[Metric]:
     """The history as the journal itself says, line by line."""
     return [
@@ -75,9 +93,12 @@ def test_points_after_the_index_are_read_from_the_journal(
     other.log_metric(run_id, "loss", 9.0, timestamp=7, step=999)
     other.log_metric(run_id, "new", 1.0, timestamp=7, step=0)
     reader = LocalStore(tmp_path)
+    monkeypatch.setattr(journal, "_REBUILD_AFTER", 1 << 20)  # a small tail: read as it is
     for key in (*KEYS, "new"):
         assert same(reader.get_metric_history(run_id, key), replayed(run_dir, key))
     assert reader.get_metric_history(run_id, "loss")[-1].value == 9.0
+    found = journal.HistoryIndex.load(run_dir)
+    assert found is not None and found[1] < (run_dir / journal.JOURNAL).stat().st_size
     # A tail worth re-indexing is folded into a new index that covers it.
     monkeypatch.setattr(journal, "_REBUILD_AFTER", 0)
     assert same(reader.get_metric_history(run_id, "new"), replayed(run_dir, "new"))

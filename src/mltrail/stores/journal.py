@@ -392,8 +392,9 @@ class HistoryIndex:
         return list(map(Metric, repeat(key), *column))
 
     def save(self, run_dir: Path, offset: int) -> None:
-        """Write the index as covering the journal up to `offset` (atomically)."""
-        if not self.valid:
+        """Write the index as covering the journal up to `offset` (atomically); not for
+        a journal small enough that reading it whole is as quick (most runs)."""
+        if not self.valid or offset <= _REBUILD_AFTER:
             return
         keys: dict[str, list[int]] = {}
         blocks = []
