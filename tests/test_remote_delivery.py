@@ -119,6 +119,7 @@ def test_exit_message_counts_points_sent_and_pending(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setattr(store, "_PROGRESS_EVERY", 0.3)
+    monkeypatch.setattr(store, "_BIG_BACKLOG", 100)
     monkeypatch.setenv("MLTRAIL_FLUSH_TIMEOUT", "1.5")
     with FaultyProxy(mlflow_server.url) as proxy:
         client = remote(proxy.url)

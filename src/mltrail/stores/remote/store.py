@@ -1005,7 +1005,7 @@ class RestStore:
         elif self.sender.last_error:
             why = f" ({self.sender.last_error})"
         parts = [_plural(records, "record")]
-        if points:
+        if points >= _BIG_BACKLOG:
             parts.append(self._progress(points))
         if artifacts:
             parts.append(_plural(artifacts, "artifact file"))
@@ -1055,6 +1055,7 @@ class RestStore:
 
 
 _PROGRESS_EVERY = 5.0  # seconds between progress lines while a big backlog is sent
+_BIG_BACKLOG = 10_000  # metric points pending from which the exit message counts points
 
 
 def _flush_timeout() -> float:
