@@ -1,9 +1,10 @@
 """Listing speed of the local store: 10,000 finished runs in one experiment.
 
-Times three things, each the median of --repeat tries: `TrackingClient.search_runs`
-of every run in a fresh process-like store instance (no cache from the writes), the same
-with a filter and an order_by, and the `mltrail runs list` command as a user runs it
-(a new interpreter each time, so its import and start-up are included). The runs are
+Times, each the median (and spread) of --repeat tries: `search_runs` of every run in a
+fresh store instance (no memory of earlier calls), the same with a filter and an
+order_by, all runs read in pages of 1,000, and the `mltrail runs list` command as a
+user runs it (a new interpreter each time, so its import and start-up are included).
+The mltrail on sys.path is measured, so `PYTHONPATH=<other tree>/src` times another. The runs are
 generated once through the client, with params, tags and two metrics each, and ended
 FINISHED, so each has its summary written as a real run would.
 
@@ -56,13 +57,14 @@ def generate(root: Path, count: int) -> str:
     return experiment_id
 
 
-def median_time(task: Callable[[], object], repeat: int) -> float:
+def median_time(task: Callable[[], object], repeat: int) -> tuple[float, float, float]:
+    """Median, fastest and slowest of `repeat` timed calls."""
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
         task()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(times), min(times), max(times)
 
 
 def main() -> None:
@@ -95,8 +97,20 @@ def main() -> None:
                 None,
             )
 
-        mltrail = shutil.which("mltrail") or "mltrail"
-        command = [mltrail, "--tracking-uri", str(root), "runs", "list", "-e", EXPERIMENT]
+        def pages() -> None:
+            store, token, seen = LocalStore(root), None, 0
+            for _ in range(args.runs // 1000 + 2):
+                page = store.search_runs([experiment_id], "", 1, 1000, [], token)
+                seen += len(page)
+                token = page.token
+                if token is None:
+                    break
+            assert seen == args.runs
+
+        # The CLI of the mltrail on sys.path (PYTHONPATH), not whichever is installed.
+        entry = "import sys; from mltrail.cli import main; sys.exit(main())"
+        mltrail = [sys.executable, "-c", entry]
+        command = [*mltrail, "--tracking-uri", str(root), "runs", "list", "-e", EXPERIMENT]
         env = {k: v for k, v in os.environ.items() if not k.endswith("TRACKING_URI")}
 
         def cli(argv: list[str] = command) -> None:
@@ -105,14 +119,16 @@ def main() -> None:
         default = command[:-2]  # no -e: the experiment of the latest run, found by a search
 
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.runs} runs")
-        print(f"search_runs, all runs:             {median_time(search_all, args.repeat):.3f} s")
-        print(
-            f"search_runs, filter + order_by:    {median_time(search_filtered, args.repeat):.3f} s"
-        )
-        for argv in (command, default):
-            took = median_time(lambda argv=argv: cli(argv), args.repeat)
-            print(f"`mltrail {' '.join(argv[1:])}`: {took:.3f} s")
-        print(f"(median of {args.repeat})")
+        for label, task in (
+            ("search_runs, all runs", search_all),
+            ("search_runs, filter + order_by", search_filtered),
+            ("search_runs, all in pages of 1,000", pages),
+            ("`mltrail runs list -e EXPERIMENT`", lambda: cli(command)),
+            ("`mltrail runs list`", lambda: cli(default)),
+        ):
+            took, low, high = median_time(task, args.repeat)
+            print(f"{label + ':':36s} {took:.3f} s (spread {low:.3f}-{high:.3f})")
+        print(f"(median of {args.repeat}; the first search of a fresh store writes the catalog)")
     finally:
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)

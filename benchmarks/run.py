@@ -2,6 +2,7 @@
 
     python benchmarks/run.py [--reps 3] [--min-seconds 3] [--mlflow-reps 1] [--no-server]
         [--workloads NAME ...] [--out FILE]
+    python benchmarks/run.py --fresh 3 [--workloads NAME ...]   # fresh-process mode
 
 Starts its own `mlflow server` on 127.0.0.1 (when mlflow is installed) behind a
 counting proxy and warms it up, runs every cell of the table in a fresh process
@@ -9,6 +10,8 @@ counting proxy and warms it up, runs every cell of the table in a fresh process
 benchmarks/results/latest.json). Each time is the median of the repetitions after
 one warm-up, including the final flush; a short workload repeats until it has run
 `--min-seconds`. Ratios are to bare training. It measures; it asserts nothing.
+With `--fresh N` it instead times what a script pays in a new interpreter, bare and
+mltrail alternating (`fresh_mode`), beside the warmed, paired in-process figures.
 """
 
 from __future__ import annotations
@@ -144,7 +147,14 @@ def main() -> None:
     parser.add_argument("--no-server", action="store_true", help="skip the server columns")
     parser.add_argument("--workloads", nargs="*", default=list(WORKLOADS), choices=list(WORKLOADS))
     parser.add_argument("--out", type=Path, default=HERE / "results" / "latest.json")
+    parser.add_argument("--fresh", type=int, default=0, metavar="N",
+                        help="instead: fresh-process mode, bare and mltrail-local alternating "
+                             "N times each (default workloads: wine forests, xgboost, hyperopt)")
     args = parser.parse_args()
+    if args.fresh:
+        chosen = args.workloads if args.workloads != list(WORKLOADS) else list(FRESH_WORKLOADS)
+        fresh_mode(chosen, args.fresh)
+        return
 
     started = time.perf_counter()
     env = {**os.environ, "MLTRAIL_SPOOL_DIR": tempfile.mkdtemp(prefix="mltrail-spool-"),
@@ -216,6 +226,46 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"cells": results, **extra}, indent=1))
     print(f"written to {args.out}", file=sys.stderr)
+
+
+FRESH_WORKLOADS = ("rf_wine_x10", "xgb_train_500", "hyperopt_tpe_20")
+
+
+def fresh_mode(workloads: list[str], reps: int) -> None:
+    """What a user's script pays: every run in a new interpreter, nothing warmed up.
+
+    Bare and mltrail (local store, every default on) alternate, `reps` processes each,
+    so both see the same drift of a loaded machine. Three times per process: the
+    process from launch to exit (interpreter, imports, data, training, exit path), the
+    script's own part (from its first line, `import mltrail; autolog()` included), and
+    the first workload call alone. Ratios are of medians; spreads are min-max.
+    """
+    env = {**os.environ, "MLTRAIL_SPOOL_DIR": tempfile.mkdtemp(prefix="mltrail-spool-"),
+           "MLFLOW_TRACKING_URI": "", "MLTRAIL_TRACKING_URI": ""}
+    print("fresh processes, bare vs mltrail-local alternating, "
+          f"{reps} each (medians, spread min-max; the machine may be loaded):")
+    for workload in workloads:
+        found: dict[str, dict[str, list[float]]] = {}
+        for _ in range(reps):
+            for mode in ("bare", "mltrail-local"):
+                cmd = [sys.executable, str(HERE / "cell.py"), workload, mode, "--fresh"]
+                start = time.perf_counter()
+                done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900,
+                                      check=True)
+                process_s = time.perf_counter() - start
+                got = json.loads(done.stdout.strip().splitlines()[-1])
+                row = found.setdefault(mode, {"process": [], "script": [], "fit": []})
+                row["process"].append(process_s)
+                row["script"].append(got["script_s"])
+                row["fit"].append(got["fit_s"])
+        parts = []
+        for what in ("process", "script", "fit"):
+            bare, ours = found["bare"][what], found["mltrail-local"][what]
+            ratio = statistics.median(ours) / statistics.median(bare)
+            parts.append(f"{what} {statistics.median(bare):.2f}s ({min(bare):.2f}-{max(bare):.2f})"
+                         f" -> {statistics.median(ours):.2f}s ({min(ours):.2f}-{max(ours):.2f})"
+                         f" = {ratio:.2f}x")
+        print(f"  {workload}: " + "; ".join(parts), flush=True)
 
 
 def added_ratio(row: dict[str, Any]) -> str:

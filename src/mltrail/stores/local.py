@@ -60,6 +60,8 @@ from .journal import Kind, RunState
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
 _META = "meta.json"
+_CATALOG = "runs.catalog"  # in an experiment folder: its runs' states, a listing cache
+_SNAPSHOTS = 4  # listings kept for their next pages
 STAGING = "staging"  # inside a run folder: artifacts being written (`stage_artifacts`)
 
 
@@ -75,6 +77,9 @@ class _OpenRun:
     fd: int
     state: RunState
     torn: bool = False  # a failed append left part of a line: end it before the next
+    # Every metric point since the journal began, when this process wrote all of it;
+    # None once another process appended too (then readers rebuild it from the journal).
+    history: journal.HistoryIndex | None = None
 
 
 @contextlib.contextmanager
@@ -121,6 +126,10 @@ class LocalStore:
         self._open: dict[str, _OpenRun] = {}
         self._run_dirs: dict[str, Path] = {}
         self._syncer = _Syncer()
+        # Per experiment folder: run id -> (state, its Run), reused while the run's
+        # journal has not grown; and recent multi-page listings by snapshot id.
+        self._listed: dict[str, dict[str, tuple[RunState, Run]]] = {}
+        self._snapshots: dict[str, tuple[Any, list[Run]]] = {}
 
     # experiments ---------------------------------------------------------
 
@@ -288,7 +297,7 @@ class LocalStore:
         journal.write_summary(run_dir, state)
         fd = os.open(run_dir / journal.JOURNAL, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         with self._lock:
-            self._open[run_id] = _OpenRun(run_dir, fd, state)
+            self._open[run_id] = _OpenRun(run_dir, fd, state, history=journal.HistoryIndex())
             self._run_dirs[run_id] = run_dir
 
     def is_open(self, run_id: str) -> bool:
@@ -326,6 +335,7 @@ class LocalStore:
             for record in records:
                 opened.state.apply(record)
             opened.state.offset = offset
+            opened.history = None  # another writer: this process no longer saw every line
 
     def _opened(self, run_id: str) -> _OpenRun:
         opened = self._open.get(run_id)
@@ -337,6 +347,9 @@ class LocalStore:
             if size and os.pread(fd, 1, size - 1) != b"\n":
                 journal.write_all(fd, b"\n")  # close a torn line left by a crashed writer
             opened = _OpenRun(run_dir, fd, journal.load_state(run_dir))
+            saved = journal.HistoryIndex.load(run_dir)
+            if saved is not None and saved[1] == opened.state.offset == os.fstat(fd).st_size:
+                opened.history = saved[0]  # current: keep it current as this process appends
             self._open[run_id] = opened
         else:
             self._catch_up(opened)
@@ -360,6 +373,7 @@ class LocalStore:
                     journal.write_all(opened.fd, b"\n")
                     opened.torn = False
                     state.offset = os.fstat(opened.fd).st_size
+                    opened.history = None
                 before = state.offset
                 try:
                     journal.write_all(opened.fd, data)
@@ -368,6 +382,8 @@ class LocalStore:
                     raise
             state.offset += len(data)
             state.apply(record)
+            if opened.history is not None:
+                opened.history.add(record)
             return state
 
     def get_run(self, run_id: str) -> Run:
@@ -390,7 +406,12 @@ class LocalStore:
         """Hand a finished run to the syncer, which makes it durable in the background."""
         opened = self._open.pop(run_id, None)
         if opened is not None:
-            self._syncer.submit(opened.fd, opened.run_dir, opened.state.to_json())
+            history = opened.history
+            if history is not None and os.fstat(opened.fd).st_size != opened.state.offset:
+                history = None  # bytes this process did not write: leave it to readers
+            self._syncer.submit(
+                opened.fd, opened.run_dir, opened.state.to_json(), history, opened.state.offset
+            )
 
     def set_lifecycle(self, run_id: str, deleted: bool) -> None:
         stage = LifecycleStage.DELETED if deleted else LifecycleStage.ACTIVE
@@ -435,6 +456,12 @@ class LocalStore:
             self._append(run_id, {"k": Kind.DELETE_TAG.value, "key": key})
 
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+        with self._lock:
+            opened = self._open.get(run_id)
+            if opened is not None:
+                self._catch_up(opened)
+                if opened.history is not None and opened.history.valid:
+                    return opened.history.history(key)
         return journal.metric_history(self.run_dir(run_id), key)
 
     def search_runs(
@@ -446,42 +473,82 @@ class LocalStore:
         order_by: Sequence[str] | None,
         page_token: str | None,
     ) -> PagedList:
-        query = search.Query(filter_string, order_by)  # a bad one fails before any read
-        offset = _decode_token(page_token)
-        runs = []
-        for experiment_id in experiment_ids:
-            exp_dir = self.root / str(experiment_id)
-            if not exp_dir.is_dir():
-                self.get_experiment(str(experiment_id))  # raises NotFoundError
-                continue
-            for entry in os.scandir(exp_dir):
-                if not entry.is_dir():
+        search_query = search.Query(filter_string, order_by)  # a bad one fails before any read
+        order = list(order_by or [])
+        offset, snapshot = _decode_token(page_token)
+        query = (tuple(map(str, experiment_ids)), filter_string or "", run_view_type, tuple(order))
+        kept = self._snapshots.get(snapshot) if snapshot else None
+        ordered = kept[1] if kept is not None and kept[0] == query else None
+        if ordered is None:
+            runs = []
+            for experiment_id in experiment_ids:
+                exp_dir = self.root / str(experiment_id)
+                if not exp_dir.is_dir():
+                    self.get_experiment(str(experiment_id))  # raises NotFoundError
                     continue
-                try:
-                    state = self._state_for_listing(entry.name, Path(entry.path))
-                except FileNotFoundError:
-                    continue  # a run folder whose creation is still under way
-                except DamagedRunError as exc:
-                    # One damaged run must not hide the others (nor read as "No runs").
-                    warnings.warn(f"mltrail: skipped in the listing: {exc.message}", stacklevel=2)
-                    continue
-                if not LifecycleStage.matches_view_type(run_view_type, state.lifecycle_stage):
-                    continue
-                run = state.to_run()
-                if query.accepts(run):
-                    runs.append(run)
-        ordered = query.order(runs)
-        page = ordered[offset : offset + max_results]
+                for stage, run in self._runs_in(str(exp_dir)):
+                    if LifecycleStage.matches_view_type(run_view_type, stage) and (
+                        search_query.accepts(run)
+                    ):
+                        runs.append(run)
+            ordered = search_query.order(runs)
+            snapshot = None
         more = offset + max_results < len(ordered)
-        return PagedList(page, _encode_token(offset + max_results) if more else None)
+        if more and snapshot is None:
+            # The next pages come from this listing, so each costs only its own size
+            # and pages neither repeat nor skip runs created meanwhile.
+            snapshot = uuid.uuid4().hex
+            self._snapshots[snapshot] = (query, ordered)
+            while len(self._snapshots) > _SNAPSHOTS:
+                del self._snapshots[next(iter(self._snapshots))]
+        page = ordered[offset : offset + max_results]
+        return PagedList(page, _encode_token(offset + max_results, snapshot) if more else None)
 
-    def _state_for_listing(self, run_id: str, run_dir: Path) -> RunState:
-        with self._lock:
-            opened = self._open.get(run_id)
-            if opened is not None:
-                self._catch_up(opened)
-                return opened.state
-        return journal.load_state(run_dir)
+    def _runs_in(self, exp_dir: str) -> Iterator[tuple[str, Run]]:
+        """(lifecycle stage, Run) of every readable run in an experiment folder.
+
+        A run is read from its summary only when neither this store's memory nor the
+        folder's catalog holds its state at its journal's current size; a listing
+        that had to read many rewrites the catalog for the next process.
+        """
+        known = self._listed.get(exp_dir)
+        catalog: dict[str, Any] = {}
+        if known is None:
+            known = self._listed[exp_dir] = {}
+            catalog = journal.load_catalog(Path(exp_dir, _CATALOG))
+        found: dict[str, tuple[RunState, Run]] = {}
+        read = 0
+        for entry in os.scandir(exp_dir):
+            if not entry.is_dir():
+                continue
+            run_id = entry.name
+            if run_id in self._open:
+                with self._lock:
+                    opened = self._open.get(run_id)
+                    if opened is not None:
+                        self._catch_up(opened)
+                        yield opened.state.lifecycle_stage, opened.state.to_run()
+                        continue
+            before = known.get(run_id)
+            cached = before[0] if before is not None else catalog.get(run_id)
+            try:
+                state, fresh = journal.current_state(entry.path, cached)
+            except FileNotFoundError:
+                continue  # a run folder whose creation is still under way
+            except DamagedRunError as exc:
+                # One damaged run must not hide the others (nor read as "No runs").
+                warnings.warn(f"mltrail: skipped in the listing: {exc.message}", stacklevel=3)
+                continue
+            if before is not None and state is before[0]:
+                found[run_id] = before
+            else:
+                found[run_id] = (state, state.to_run())
+                read += fresh
+            yield state.lifecycle_stage, found[run_id][1]
+        self._listed[exp_dir] = found
+        if read >= max(50, len(found) // 20):
+            with contextlib.suppress(OSError):  # a read-only store still lists
+                journal.save_catalog(Path(exp_dir, _CATALOG), (v[0] for v in found.values()))
 
     # artifacts -----------------------------------------------------------
 
@@ -538,6 +605,9 @@ class LocalStore:
         return self._syncer.wait(timeout)
 
 
+_Finished = tuple[int, Path, str, "journal.HistoryIndex | None", int]
+
+
 class _Syncer:
     """Fsyncs, closes and summarises finished runs on a background thread.
 
@@ -551,7 +621,7 @@ class _Syncer:
 
     def __init__(self) -> None:
         self._pid = os.getpid()
-        self._queue: queue.Queue[tuple[int, Path, str]] = queue.Queue()
+        self._queue: queue.Queue[_Finished] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -561,7 +631,14 @@ class _Syncer:
         if self._pid != os.getpid():
             self.__init__()  # type: ignore[misc]
 
-    def submit(self, fd: int, run_dir: Path, summary: str) -> None:
+    def submit(
+        self,
+        fd: int,
+        run_dir: Path,
+        summary: str,
+        history: journal.HistoryIndex | None = None,
+        offset: int = 0,
+    ) -> None:
         self._after_fork()
         with self._lock:
             if self._thread is None:
@@ -570,15 +647,17 @@ class _Syncer:
                 )
                 self._thread.start()
                 atexit.register(self.wait, 30.0)
-        self._queue.put((fd, run_dir, summary))
+        self._queue.put((fd, run_dir, summary, history, offset))
 
     def _work(self) -> None:
         while True:
-            fd, run_dir, summary = self._queue.get()
+            fd, run_dir, summary, history, offset = self._queue.get()
             try:
                 os.fsync(fd)
                 os.close(fd)
                 journal.write_summary(run_dir, summary)
+                if history is not None:
+                    history.save(run_dir, offset)
             except OSError as exc:  # a folder removed under us: the journal is what counts
                 warnings.warn(f"mltrail: could not finish writing {run_dir}: {exc}", stacklevel=1)
             finally:
@@ -620,14 +699,18 @@ def _safe_join(root: Path, rel: str | None) -> Path:
     return target
 
 
-def _encode_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+def _encode_token(offset: int, snapshot: str | None) -> str:
+    payload: dict[str, Any] = {"offset": offset}
+    if snapshot:
+        payload["snapshot"] = snapshot
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode()
 
 
-def _decode_token(token: str | None) -> int:
+def _decode_token(token: str | None) -> tuple[int, str | None]:
     if not token:
-        return 0
+        return 0, None
     try:
-        return int(json.loads(base64.urlsafe_b64decode(token.encode()))["offset"])
-    except (ValueError, KeyError, TypeError):
+        payload = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return int(payload["offset"]), payload.get("snapshot")
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise InvalidParameterError(f"Invalid page token {token!r}", key="page_token") from None

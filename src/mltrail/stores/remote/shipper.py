@@ -60,6 +60,7 @@ MAX_ENTITIES = 1000
 MAX_BYTES = 900_000  # the server takes 1 MB a request; the estimate below leaves a margin
 UPLOAD_THREADS = 4  # artifact files of one run sent side by side
 SHIP_THREADS = 2  # runs shipped side by side (a search's child runs end together)
+BATCHES_IN_FLIGHT = 4  # metric-only log-batch requests of one run sent side by side
 
 
 def read_journal(path: Path, offset: int) -> Iterator[tuple[dict[str, Any], int]]:
@@ -158,6 +159,8 @@ class Shipper:
         self.on_created = on_created
         self.may_prune = may_prune
         self.progress = 0  # requests the server accepted: lets a waiting reader see movement
+        self.points_sent = 0  # metric points the server accepted (progress on big backlogs)
+        self.batches_in_flight = BATCHES_IN_FLIGHT
         self._progress_lock = threading.Lock()  # uploads run on several threads
         self._inputs_lock = threading.Lock()
 
@@ -357,8 +360,22 @@ class Shipper:
                 state.offset = offset
                 state.save(run_dir)
 
+        def ship_metrics(entities: list[tuple[str, dict[str, Any]]]) -> ShipResult:
+            alone = ShipResult(server_run_id=run_id)
+            self._send_entities(run_dir, run_id, entities, alone)
+            return alone
+
+        flight = _InFlight(ship_metrics, result, self.batches_in_flight)
+
         def send() -> None:
             nonlocal batch
+            if len(batch) and not (batch.params or batch.tags or datasets):
+                # Metric points commute: this batch may go beside the ones before it.
+                flight.submit(batch.entities(), done)
+                batch = _Batch()
+                commit(flight.accepted(state.offset))
+                return
+            commit(flight.drain(state.offset))  # everything else keeps its order
             if len(batch):
                 self._send_entities(run_dir, run_id, batch.entities(), result)
                 batch = _Batch()
@@ -367,42 +384,50 @@ class Shipper:
             datasets.clear()
             commit(done)
 
-        for record, end in read_journal(run_dir / journal.JOURNAL, state.offset):
-            kind = record.get("k")
-            if kind == Kind.BATCH:
-                for key, value, timestamp, step in record.get("m", ()):
-                    if len(batch.metrics) >= MAX_METRICS or not batch.room(len(key) + 80):
-                        send()
-                    batch.metrics.append(
-                        {"key": key, "value": value, "timestamp": timestamp, "step": step}
-                    )
-                    batch.bytes += len(key) + 80
-                for key, value in record.get("p", {}).items():
-                    if key in batch.params:
-                        if batch.params[key] == value:
-                            continue
-                        send()  # one request may not carry a key twice
-                    extra = _size(key) + _size(value) + 20
-                    if len(batch.params) >= MAX_PARAMS or not batch.room(extra):
-                        send()
-                    batch.params[key] = value
-                    batch.bytes += extra
-                for key, value in record.get("t", {}).items():
-                    extra = _size(key) + _size(value) + 20
-                    if key not in batch.tags and (
-                        len(batch.tags) >= MAX_TAGS or not batch.room(extra)
-                    ):
-                        send()
-                    batch.tags[key] = value  # a later value of the same key wins, as it would
-                    batch.bytes += extra
-            elif kind == Kind.INPUTS:
-                datasets.append(record)
-            else:
-                send()
-                self._send_record(kind, record, run_dir, run_id, result)
-            done = end
-            result.records += 1
-        send()
+        try:
+            for record, end in read_journal(run_dir / journal.JOURNAL, state.offset):
+                kind = record.get("k")
+                if kind == Kind.BATCH:
+                    for key, value, timestamp, step in record.get("m", ()):
+                        if len(batch.metrics) >= MAX_METRICS or not batch.room(len(key) + 80):
+                            send()
+                        batch.metrics.append(
+                            {"key": key, "value": value, "timestamp": timestamp, "step": step}
+                        )
+                        batch.bytes += len(key) + 80
+                    for key, value in record.get("p", {}).items():
+                        if key in batch.params:
+                            if batch.params[key] == value:
+                                continue
+                            send()  # one request may not carry a key twice
+                        extra = _size(key) + _size(value) + 20
+                        if len(batch.params) >= MAX_PARAMS or not batch.room(extra):
+                            send()
+                        batch.params[key] = value
+                        batch.bytes += extra
+                    for key, value in record.get("t", {}).items():
+                        extra = _size(key) + _size(value) + 20
+                        if key not in batch.tags and (
+                            len(batch.tags) >= MAX_TAGS or not batch.room(extra)
+                        ):
+                            send()
+                        batch.tags[key] = value  # a later value of the same key wins
+                        batch.bytes += extra
+                elif kind == Kind.INPUTS:
+                    datasets.append(record)
+                else:
+                    send()
+                    commit(flight.drain(state.offset))
+                    self._send_record(kind, record, run_dir, run_id, result)
+                done = end
+                result.records += 1
+            send()
+            commit(flight.drain(state.offset))
+        finally:
+            # An error (here or in a batch in flight): keep what the server accepted in
+            # order, so the next attempt resends only from the first batch not accepted.
+            with contextlib.suppress(Exception):
+                commit(flight.drain(state.offset, raise_error=False))
 
     def _send_entities(
         self,
@@ -421,6 +446,9 @@ class Shipper:
         try:
             self._call("POST", "runs/log-batch", _payload(run_id, entities), retries=self.retries)
             result.requests += 1
+            points = sum(1 for name, _ in entities if name == "metrics")
+            with self._progress_lock:
+                self.points_sent += points
             return
         except MltrailError as exc:
             result.requests += 1
@@ -638,6 +666,87 @@ def run_parallel(func: Callable[[Any], None], items: list[Any], workers: int) ->
 
 
 _NONE = object()
+
+
+class _InFlight:
+    """Metric-only batches of one run, sent side by side from daemon threads.
+
+    Metric points append (the server keeps each point, and an identical point sent
+    again is a no-op), so their batches may land in any order. What must hold is the
+    shipped offset: it only moves past a batch once every batch before it was
+    accepted (`accepted`), so an interruption resends from the first batch not
+    accepted, never skips one. Anything else the run holds waits for `drain`.
+    """
+
+    def __init__(
+        self,
+        send: Callable[[list[tuple[str, dict[str, Any]]]], ShipResult],
+        result: ShipResult,
+        width: int,
+    ) -> None:
+        self._send = send
+        self._result = result
+        self._width = max(1, width)
+        self._cond = threading.Condition()
+        self._running = 0
+        self._tickets = 0
+        self._ends: dict[int, int | None] = {}  # ticket -> end offset once accepted
+        self._next = 0  # the first ticket not yet accepted in order
+        self._error: BaseException | None = None
+
+    def submit(self, entities: list[tuple[str, dict[str, Any]]], end: int) -> None:
+        """Send a batch whose acceptance lets the offset reach `end`; raises the first
+        error of a batch in flight (after the others finished)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._running < self._width or self._error is not None)
+            if self._error is not None:
+                raise self._error
+            ticket = self._tickets
+            self._tickets += 1
+            self._ends[ticket] = None
+            self._running += 1
+        if self._width == 1:
+            self._run(ticket, entities, end)
+            if self._error is not None:
+                raise self._error
+            return
+        threading.Thread(
+            target=self._run, args=(ticket, entities, end), name="mltrail-batch", daemon=True
+        ).start()
+
+    def _run(self, ticket: int, entities: list[tuple[str, dict[str, Any]]], end: int) -> None:
+        try:
+            alone = self._send(entities)
+        except BaseException as exc:
+            with self._cond:
+                self._error = self._error or exc
+                self._running -= 1
+                self._cond.notify_all()
+            return
+        with self._cond:
+            self._ends[ticket] = end
+            self._result.requests += alone.requests
+            self._result.refused += alone.refused
+            self._running -= 1
+            self._cond.notify_all()
+
+    def accepted(self, offset: int) -> int:
+        """The offset past every batch accepted in order (else `offset`)."""
+        with self._cond:
+            while (end := self._ends.get(self._next)) is not None:
+                del self._ends[self._next]
+                offset = end
+                self._next += 1
+            return offset
+
+    def drain(self, offset: int, *, raise_error: bool = True) -> int:
+        """Wait for every batch in flight; the offset past those accepted in order."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._running == 0)
+        offset = self.accepted(offset)
+        if raise_error and self._error is not None:
+            raise self._error
+        return offset
 
 
 class CreateUnconfirmed(RemoteError):

@@ -132,6 +132,7 @@ class Pending:
     records: int = 0
     artifacts: int = 0
     created: bool = True
+    points: int = 0  # metric points among the records
 
     def __bool__(self) -> bool:
         return bool(self.records or self.artifacts or not self.created)
@@ -172,13 +173,12 @@ def pending_artifacts(run_dir: Path) -> list[tuple[str, Path]]:
 def pending(run_dir: Path, state: ShipState | None = None) -> Pending:
     """What of the run in `run_dir` is not on the server yet."""
     state = state or ShipState.load(run_dir)
-    records = 0
-    if unsent_bytes(run_dir, state.offset):
-        records, _ = journal.read_records(run_dir / journal.JOURNAL, state.offset)
+    records, points = journal.count_after(run_dir / journal.JOURNAL, state.offset)
     return Pending(
-        records=len(records) if records else 0,
+        records=records,
         artifacts=len(pending_artifacts(run_dir)),
         created=state.server_run_id is not None,
+        points=points,
     )
 
 
@@ -219,6 +219,7 @@ def prune_delivered(run_dir: Path, state: ShipState) -> int:
         return 0
     if size:
         os.replace(journal_path, leftover)
+    journal.drop_history(run_dir)
     run_state.offset = 0
     journal.write_summary(run_dir, run_state)
     state.offset = 0

@@ -124,6 +124,7 @@ class RestStore:
             may_prune=self._may_prune,
         )
         self.sender = Sender(shipper, self.settings)
+        self._exit_started: tuple[float, int] | None = None  # (when, points sent then)
 
     def _after_fork(self) -> None:
         self._lock = threading.RLock()
@@ -987,7 +988,7 @@ class RestStore:
         unsent = self.sender.unsent()
         if not unsent:
             return None
-        records = artifacts = 0
+        records = artifacts = points = 0
         for run_dir in unsent.values():
             try:
                 todo = pending(run_dir)
@@ -995,6 +996,7 @@ class RestStore:
                 continue
             records += todo.records
             artifacts += todo.artifacts
+            points += todo.points
         why = ""
         if self.sender.auth_error is not None:
             why = " (the server refused the credentials)"
@@ -1003,6 +1005,8 @@ class RestStore:
         elif self.sender.last_error:
             why = f" ({self.sender.last_error})"
         parts = [_plural(records, "record")]
+        if points >= _BIG_BACKLOG:
+            parts.append(self._progress(points))
         if artifacts:
             parts.append(_plural(artifacts, "artifact file"))
         return (
@@ -1011,16 +1015,47 @@ class RestStore:
             "mltrail sync"
         )
 
+    def _progress(self, points_pending: int) -> str:
+        """'X of Y points sent (R points/s)': this process's sending, for big backlogs."""
+        sent = self.sender.shipper.points_sent
+        rate = ""
+        if self._exit_started is not None:  # the rate while the exit waits for delivery
+            since, sent_then = self._exit_started
+            took = time.monotonic() - since
+            if took > 0.5 and sent > sent_then:
+                rate = f", {(sent - sent_then) / took:,.0f} points/s"
+        return f"{sent:,} of {sent + points_pending:,} points sent{rate}"
+
+    def _flush_at_exit(self) -> None:
+        """`flush`, saying every few seconds how far a big backlog got."""
+        deadline = time.monotonic() + _flush_timeout()
+        self._exit_started = (time.monotonic(), self.sender.shipper.points_sent)
+        while True:
+            began = time.monotonic()
+            wait = min(_PROGRESS_EVERY, max(0.0, deadline - began))
+            if self.flush(wait) or time.monotonic() - began < wait or began + wait >= deadline:
+                return  # delivered, given up early (down, refused), or out of time
+            points = 0
+            for run_dir in self.sender.unsent().values():
+                with contextlib.suppress(OSError, ValueError):
+                    points += pending(run_dir).points
+            if points:
+                print(f"mltrail: sending to {self.uri}: {self._progress(points)}", file=sys.stderr)
+
     def _report_unsent(self) -> None:
         if self._exit_reported:
             return
         recent = self._last_flush
         if recent is None or time.monotonic() - recent[0] > 1.0 or recent[1]:
-            self.flush()
+            self._flush_at_exit()
         message = self.unsent_summary()
         if message is not None:
             self._exit_reported = True
             print(message, file=sys.stderr)
+
+
+_PROGRESS_EVERY = 5.0  # seconds between progress lines while a big backlog is sent
+_BIG_BACKLOG = 10_000  # metric points pending from which the exit message counts points
 
 
 def _flush_timeout() -> float:

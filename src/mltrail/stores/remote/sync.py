@@ -22,6 +22,9 @@ Credentials come from the same variables as for logging
 from __future__ import annotations
 
 import argparse
+import contextlib
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,16 +155,18 @@ def _sync_folder(
     report: SyncReport,
     echo: Callable[[str], Any],
 ) -> None:
-    for index, (run_dir, _) in enumerate(runs):
+    for index, (run_dir, todo) in enumerate(runs):
         run_id = run_dir.name
         refused: list[str] = []
+        sent_before, started = shipper.points_sent, time.monotonic()
         try:
             result = None
-            for _ in range(_MAX_PASSES):
-                result = shipper.ship_run(run_dir)
-                refused += result.refused
-                if result.complete or result.busy:
-                    break
+            with _progress(shipper, run_id, todo.points, echo):
+                for _ in range(_MAX_PASSES):
+                    result = shipper.ship_run(run_dir)
+                    refused += result.refused
+                    if result.complete or result.busy:
+                        break
         except AuthError as exc:
             echo(f"  stopped: {exc.message}")
             report.left.extend(r.name for r, _ in runs[index:])
@@ -202,13 +207,49 @@ def _sync_folder(
             target = result.server_run_id
             alias = "" if target == run_id else f" (server run id {target})"
             pruned = f", journal pruned ({result.pruned:,} bytes)" if result.pruned else ""
+            points = shipper.points_sent - sent_before
+            took = time.monotonic() - started
+            rate = f" ({_rate(points, took)})" if points else ""
             echo(
-                f"  shipped {run_id}{alias}: {result.records} records, "
+                f"  shipped {run_id}{alias}: {result.records} records, {points:,} points{rate}, "
                 f"{result.artifacts} artifact files, {result.requests} requests{pruned}"
             )
             report.shipped.append(run_id)
             if result.pruned:
                 report.pruned[run_id] = result.pruned
+
+
+_PROGRESS_EVERY = 5.0  # seconds between progress lines while one run ships
+
+
+def _rate(points: int, seconds: float) -> str:
+    return f"{points / seconds:,.0f} points/s" if seconds > 0 else "instant"
+
+
+@contextlib.contextmanager
+def _progress(
+    shipper: Shipper, run_id: str, points: int, echo: Callable[[str], Any]
+) -> Iterator[None]:
+    """Every few seconds while a run ships: points sent out of those pending, and the
+    rate, so a big backlog shows it is moving (a small run ends before the first)."""
+    stop = threading.Event()
+    base, start = shipper.points_sent, time.monotonic()
+
+    def tick() -> None:
+        while not stop.wait(_PROGRESS_EVERY):
+            sent = shipper.points_sent - base
+            rate = _rate(sent, time.monotonic() - start)
+            echo(f"  {run_id}: {sent:,} of {max(points, sent):,} points sent ({rate})")
+
+    thread = threading.Thread(target=tick, name="mltrail-sync-progress", daemon=True)
+    if points:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        if points:
+            thread.join()
 
 
 def pending_count(uri: str, settings: RemoteSettings | None = None) -> tuple[int, Path]:
