@@ -35,9 +35,9 @@ from ...exceptions import (
 )
 from .. import journal
 from ..journal import Kind
+from .artifact_roots import ArtifactRoots
 from .http import (
     HttpSession,
-    artifact_root,
     is_transient,
     request_sent,
 )
@@ -134,7 +134,8 @@ class Shipper:
     """Ships spooled runs of one server (see the module docstring).
 
     Args:
-        http: the session to the server.
+        http: the session to the server (an `HttpSession`, or a `BridgeSession` for a
+            database).
         spool: the server's spool folder.
         retries: retries of each request on a transient failure.
         on_created: called with (spool run id, server run id, artifact uri) when a
@@ -157,6 +158,7 @@ class Shipper:
         self.retries = retries
         self.on_created = on_created
         self.may_prune = may_prune
+        self.artifacts = ArtifactRoots(http)
         self.progress = 0  # requests the server accepted: lets a waiting reader see movement
         self._progress_lock = threading.Lock()  # uploads run on several threads
         self._inputs_lock = threading.Lock()
@@ -165,10 +167,6 @@ class Shipper:
         answer = self.http.call(method, endpoint, payload, **kwargs)
         self._moved()
         return answer
-
-    def _upload(self, artifact_path: str, local_file: Path, **kwargs: Any) -> None:
-        self.http.upload(artifact_path, local_file, **kwargs)
-        self._moved()
 
     def _moved(self) -> None:
         with self._progress_lock:
@@ -543,13 +541,14 @@ class Shipper:
             )
             state.artifact_uri = answer["run"]["info"]["artifact_uri"]
             state.save(run_dir)
-        root = artifact_root(state.artifact_uri, self.http.base_url)
+        artifact_uri = state.artifact_uri
         counted = threading.Lock()
 
         def upload(item: tuple[str, Path]) -> None:
             rel, path = item
             before = os.stat(path)
-            self._upload(f"{root}/{rel}", path, retries=self.retries)
+            self.artifacts.write(artifact_uri, rel, path, retries=self.retries)
+            self._moved()
             after = os.stat(path)
             # A newer copy logged to the same path meanwhile stays for the next pass.
             if (before.st_ino, before.st_size, before.st_mtime_ns) == (
