@@ -18,7 +18,7 @@ from .. import runtime
 from ..exceptions import UnsupportedUriError
 from ..uri import redact_uri
 from .base import Store
-from .bridge import DATABASE_SCHEMES, is_database_uri, require_mlflow
+from .bridge import DATABASE_SCHEMES, database_uri, is_database_uri, require_mlflow
 
 ENTRY_POINT_GROUP = "mltrail.stores"
 DATABASE_FLUSH_TIMEOUT = 60.0  # seconds a process exit waits for a database (MLTRAIL_FLUSH_TIMEOUT)
@@ -77,7 +77,13 @@ def _database_store(uri: str) -> Store:
 
 
 def resolve_store(uri: str) -> Store:
-    """The Store for `uri`, one instance per URI per process."""
+    """The Store for `uri`, one instance per URI per process.
+
+    A database URI is keyed absolute (``sqlite:///mlflow.db`` names a file in the
+    working directory of the moment, as it does for MLflow).
+    """
+    if is_database_uri(uri):
+        uri = database_uri(uri)
     with _lock:
         store = runtime.process.stores.get(uri)
         if store is None:
