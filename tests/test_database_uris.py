@@ -184,6 +184,34 @@ def test_env_uri_with_autolog_only_logs_every_fit(
     assert sorted(r.data.params["C"] for r in runs) == ["0.1", "1.0", "10.0"]
 
 
+def test_seed004_registry_lines_on_sqlite(
+    sqlite_folder: Path, mlflow_module: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seed 004 registers a run's model and moves it to a stage, on the same sqlite URI."""
+    from sklearn.linear_model import Lasso
+
+    monkeypatch.chdir(sqlite_folder)
+    mltrail.set_tracking_uri("sqlite:///mlflow.db")
+    mltrail.set_experiment(unique("registry"))
+    mltrail.autolog()
+    x, y = _wine()
+    with mltrail.start_run() as run:
+        Lasso(alpha=0.01).fit(x, y)
+    name = unique("nyc-taxi-regressor")
+    version = mltrail.register_model(model_uri=f"runs:/{run.info.run_id}/model", name=name)
+    client = mltrail.MlflowClient()
+    client.transition_model_version_stage(name, version.version, "Staging")
+    client.set_registered_model_alias(name, "champion", version.version)
+
+    theirs = mlflow_module.MlflowClient(f"sqlite:///{sqlite_folder / 'mlflow.db'}")
+    [latest] = theirs.get_latest_versions(name, stages=["Staging"])
+    assert str(latest.version) == "1" and latest.current_stage == "Staging"
+    assert str(theirs.get_model_version_by_alias(name, "champion").version) == "1"
+    db_run = theirs.get_run(latest.run_id)
+    assert db_run.data.tags["mltrail.clientRunId"] == run.info.run_id
+    assert client.get_model_version_by_alias(name, "champion").version == "1"
+
+
 # a process exiting before the bridge is done ------------------------------------
 
 TRAINING = textwrap.dedent(

@@ -10,6 +10,7 @@ where a plugin registers a callable taking the URI and returning a Store.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -65,10 +66,18 @@ def _database_store(uri: str) -> Store:
     store code (`mltrail.stores.bridge`) instead of HTTP."""
     require_mlflow(uri)
     from .bridge.session import BridgeSession
+    from .remote.http import RemoteSettings
     from .remote.store import RestStore
 
+    settings = RemoteSettings.from_env()
+    # A read waits for this process's records of the run; the helper's first request
+    # imports mlflow and may migrate a new database, seconds without visible progress.
+    settings = replace(
+        settings, read_flush_timeout=max(settings.read_flush_timeout, DATABASE_FLUSH_TIMEOUT)
+    )
     return RestStore(
         uri,
+        settings,
         session_factory=BridgeSession,
         foreground_requests=False,
         # The first contact with a new sqlite file runs MLflow's migrations (seconds).

@@ -72,10 +72,11 @@ class BridgeSession:
             MLflow refused the request. RemoteError: any other failure; `is_transient`
             tells whether a later attempt may succeed (a locked or unreachable database).
         """
+        body = dict(payload or {})
+        if method == "DELETE":  # the one endpoint that differs by method only (an alias)
+            body["_method"] = method
         try:
-            answer = self.transport.request(
-                "call", {"endpoint": endpoint, "payload": dict(payload or {})}
-            )
+            answer = self.transport.request("call", {"endpoint": endpoint, "payload": body})
         except BridgeFailure as exc:
             raise translate(exc, self.base_url) from None
         return answer or {}

@@ -186,6 +186,84 @@ class MlflowSide:
         if endpoint == "metrics/get-history":
             points = client.get_metric_history(p["run_id"], p["metric_key"])
             return {"metrics": [_json(m) for m in points]}
+        if endpoint.startswith(("registered-models/", "model-versions/")):
+            return self._registry(endpoint, p)
+        raise BridgeError(
+            "ENDPOINT_NOT_FOUND",
+            f"{endpoint} is not available for {self.tracking_uri} through mltrail's bridge",
+            False,
+        )
+
+    def _registry(self, endpoint: str, p: dict[str, Any]) -> dict[str, Any]:
+        """The model registry's requests (`mltrail.stores.remote.registry`), on the
+        registry MLflow keeps in the same database."""
+        client = self.client
+        tags = {t["key"]: t["value"] for t in p.get("tags") or []}
+        search = {
+            "filter_string": p.get("filter") or None,
+            "max_results": int(p.get("max_results", 100)),
+            "order_by": p.get("order_by"),
+            "page_token": p.get("page_token"),
+        }
+        if endpoint == "registered-models/create":
+            model = client.create_registered_model(
+                p["name"], tags=tags or None, description=p.get("description")
+            )
+            return {"registered_model": _json(model)}
+        if endpoint == "registered-models/get":
+            return {"registered_model": _json(client.get_registered_model(p["name"]))}
+        if endpoint == "registered-models/search":
+            page = client.search_registered_models(**search)
+            return {"registered_models": [_json(m) for m in page], "next_page_token": _token(page)}
+        if endpoint == "registered-models/update":
+            model = client.update_registered_model(p["name"], description=p.get("description"))
+            return {"registered_model": _json(model)}
+        if endpoint == "registered-models/delete":
+            client.delete_registered_model(p["name"])
+            return {}
+        if endpoint == "registered-models/set-tag":
+            client.set_registered_model_tag(p["name"], p["key"], p["value"])
+            return {}
+        if endpoint == "registered-models/get-latest-versions":
+            found = client.get_latest_versions(p["name"], stages=p.get("stages") or None)
+            return {"model_versions": [_json(v) for v in found]}
+        if endpoint == "registered-models/alias":
+            if "version" in p:
+                client.set_registered_model_alias(p["name"], p["alias"], p["version"])
+                return {}
+            if p.get("_method") == "DELETE":
+                client.delete_registered_model_alias(p["name"], p["alias"])
+                return {}
+            found = client.get_model_version_by_alias(p["name"], p["alias"])
+            return {"model_version": _json(found)}
+        if endpoint == "model-versions/create":
+            version = client.create_model_version(
+                p["name"], p["source"], run_id=p.get("run_id"), tags=tags or None,
+                description=p.get("description"),
+            )
+            return {"model_version": _json(version)}
+        if endpoint == "model-versions/get":
+            return {"model_version": _json(client.get_model_version(p["name"], p["version"]))}
+        if endpoint == "model-versions/search":
+            page = client.search_model_versions(**search)
+            return {"model_versions": [_json(v) for v in page], "next_page_token": _token(page)}
+        if endpoint == "model-versions/transition-stage":
+            version = client.transition_model_version_stage(
+                p["name"], p["version"], p["stage"],
+                archive_existing_versions=bool(p.get("archive_existing_versions")),
+            )
+            return {"model_version": _json(version)}
+        if endpoint == "model-versions/update":
+            version = client.update_model_version(
+                p["name"], p["version"], description=p.get("description")
+            )
+            return {"model_version": _json(version)}
+        if endpoint == "model-versions/delete":
+            client.delete_model_version(p["name"], p["version"])
+            return {}
+        if endpoint == "model-versions/set-tag":
+            client.set_model_version_tag(p["name"], p["version"], p["key"], p["value"])
+            return {}
         raise BridgeError(
             "ENDPOINT_NOT_FOUND",
             f"{endpoint} is not available for {self.tracking_uri} through mltrail's bridge",

@@ -222,7 +222,8 @@ class RestStore:
         self._flush_for_read(ref)
         if ref.server_id is None:
             self.sender.notify(ref.spool_id, ref.run_dir)
-            self.sender.flush(_flush_timeout() if timeout is None else timeout, [ref.spool_id])
+            wait = _flush_timeout(self._flush_default) if timeout is None else timeout
+            self.sender.flush(wait, [ref.spool_id])
         if ref.server_id is None:
             raise RemoteError(
                 f"Run {run_id} was logged while {self.uri} was unreachable and is not on the "
