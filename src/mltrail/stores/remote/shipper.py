@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...exceptions import (
     AlreadyExistsError,
@@ -36,6 +36,9 @@ from ...exceptions import (
 from .. import journal
 from ..journal import Kind
 from .artifact_roots import ArtifactRoots
+
+if TYPE_CHECKING:
+    from ..bridge.session import BridgeSession
 from .http import (
     HttpSession,
     is_transient,
@@ -146,7 +149,7 @@ class Shipper:
 
     def __init__(
         self,
-        http: HttpSession,
+        http: HttpSession | BridgeSession,
         spool: Spool,
         *,
         retries: int | None = None,
