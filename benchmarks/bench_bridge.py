@@ -15,6 +15,9 @@ the *training* pays for each, side by side with the local folder store:
   nothing waits for delivery). Round 1 is the one the worker's start-up (import
   mlflow, migrations) overlaps; rounds 2.. show the steady state. Delivery (the
   final flush) is timed apart and not counted as foreground;
+- also the CPU time of the training process per round (all its threads, so the
+  thread mode's MLflow work counts and the helper process's does not): less
+  sensitive to the machine's load than wall time;
 - `--trials` subprocesses per variant, interleaved (local, process, thread, local,
   ...) so a change in the machine's load hits every variant alike.
 
@@ -47,15 +50,16 @@ WORKER = textwrap.dedent(
     mltrail.set_experiment("bench-bridge")
     mltrail.autolog()
     train = workloads.rf_wine()
-    rounds = []
+    rounds, cpu = [], []
     for _ in range(args["rounds"]):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         train(None)
         rounds.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
     in_training = "mlflow" in sys.modules
     t = time.perf_counter()
     delivered = mltrail.flush(300)
-    print(json.dumps({"rounds": rounds, "flush": time.perf_counter() - t,
+    print(json.dumps({"rounds": rounds, "cpu": cpu, "flush": time.perf_counter() - t,
                       "delivered": bool(delivered), "mlflow_imported": in_training}))
     """
 )
@@ -94,6 +98,7 @@ def main() -> None:
     first: dict[str, list[float]] = {v: [] for v in VARIANTS}
     later: dict[str, list[float]] = {v: [] for v in VARIANTS}
     flush: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
     for trial in range(args.trials):
         for variant in VARIANTS:
             with tempfile.TemporaryDirectory(prefix=f"bench-bridge-{variant}-") as tmp:
@@ -102,6 +107,7 @@ def main() -> None:
             assert isinstance(rounds, list)
             first[variant].append(rounds[0])
             later[variant].extend(rounds[1:])
+            cpu[variant].extend(result["cpu"])  # type: ignore[arg-type]
             flush[variant].append(float(result["flush"]))  # type: ignore[arg-type]
             if not result["delivered"]:
                 print(f"  ({variant}, trial {trial + 1}: not all delivered within 300 s)")
@@ -122,6 +128,12 @@ def main() -> None:
         print(f"{variant:<10} {_fmt(first[variant]):<34} {_fmt(later[variant]):<30} "
               f"{r1:4.2f} / {r2:4.2f}     {statistics.median(flush[variant]):.2f} s")
     load = os.getloadavg()
+    base_cpu = statistics.median(cpu["local"])
+    print("\nCPU time of the training process per round (all its threads; the helper "
+          "process's own CPU is not in it), median (min..max):")
+    for variant in VARIANTS:
+        ratio = statistics.median(cpu[variant]) / base_cpu
+        print(f"{variant:<10} {_fmt(cpu[variant])}   ratio {ratio:4.2f}")
     print(f"\nload average at the end: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} "
           f"on {os.cpu_count()} cores")
 
