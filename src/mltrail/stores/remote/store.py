@@ -99,6 +99,11 @@ class RestStore:
     Args:
         uri: the server address, ``http(s)://[user:password@]host[:port][/prefix]``.
         settings: timeouts, retry policy and spool root; default: from the environment.
+        session_factory: builds the session records are shipped through, from the URI
+            and the settings: `HttpSession`, or `BridgeSession` for a database.
+        foreground_requests: whether `set_experiment` and a run's creation ask the
+            server within ``MLTRAIL_CREATE_TIMEOUT`` (False: they start in the spool).
+        flush_timeout: default wait at exit and for `flush` (MLTRAIL_FLUSH_TIMEOUT wins).
     """
 
     def __init__(
