@@ -30,6 +30,10 @@ class MlflowServer:
     root: Path
     port: int
     process: subprocess.Popen[bytes] | None = None
+    # `mlflow ui`/`server` options after the address; default: a sqlite database in
+    # `root` and artifacts proxied to `root/artifacts`.
+    options: list[str] | None = None
+    command: str = "server"
 
     @property
     def url(self) -> str:
@@ -38,14 +42,17 @@ class MlflowServer:
     def start(self, timeout: float = 60.0) -> None:
         exe = shutil.which("mlflow") or sys.executable
         cmd = [exe] if exe != sys.executable else [sys.executable, "-m", "mlflow"]
-        cmd += [
-            "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+        options = self.options or [
             "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
             "--artifacts-destination", str(self.root / "artifacts"),
         ]
+        cmd += [
+            self.command, "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+            *options,
+        ]
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 - lives as long as the server
         self.process = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.root,
             # The job runner (seven queue consumers that poll all the time, for MLflow's
             # GenAI jobs) is off: tracking does not use it, and on 2 cores its polling
             # took most of a core away from the tests and the benchmarks.

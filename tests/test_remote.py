@@ -26,7 +26,7 @@ from remote_helpers import RemoteFactory, history, server_runs, unique
 import mltrail
 from mltrail import cli
 from mltrail.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
-from mltrail.exceptions import AuthError, RemoteError
+from mltrail.exceptions import AuthError
 from mltrail.stores.remote import store as rest
 from mltrail.stores.remote.doctor import doctor
 from mltrail.stores.remote.spool import CLIENT_RUN_ID_TAG
@@ -300,33 +300,6 @@ def test_wrong_token_is_an_auth_error_and_is_written_nowhere(
     for path in files:
         data = path.read_bytes()
         assert token.encode() not in data and encoded.encode() not in data, path
-
-
-def test_server_that_does_not_serve_artifacts_gets_a_clear_error(
-    mlflow_server: Any, remote: RemoteFactory, tmp_path: Path
-) -> None:
-    def elsewhere(body: dict[str, Any]) -> dict[str, Any]:
-        for run in [body.get("run")] if "run" in body else []:
-            run["info"]["artifact_uri"] = "s3://bucket/somewhere/artifacts"
-        for exp in body.get("experiments", []):
-            exp["artifact_location"] = "s3://bucket/somewhere"
-        return body
-
-    # Rewriting the answers stands in for a server started with --no-serve-artifacts
-    # and an s3 artifact root, which cannot be had here.
-    with FaultyProxy(mlflow_server.url) as proxy:
-        proxy.add("runs/create", ("rewrite", elsewhere), times=None)
-        proxy.add("experiments/search", ("rewrite", elsewhere), times=None)
-        client = remote(proxy.url)
-        run_id = client.create_run(client.create_experiment(unique())).info.run_id
-        (tmp_path / "f.txt").write_text("x")
-        with pytest.raises(RemoteError, match="--serve-artifacts"):
-            client.log_artifact(run_id, tmp_path / "f.txt")
-        checks = {c.name: c for c in doctor(proxy.url)}
-        assert checks["artifacts"].outcome == "FAIL"
-        assert "--serve-artifacts" in checks["artifacts"].detail
-        client.set_terminated(run_id)
-        assert client.store.flush(30)
 
 
 def test_metric_history_is_read_in_pages(

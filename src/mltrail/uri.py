@@ -7,16 +7,24 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from . import runtime
+from .stores.bridge import is_database_uri, require_mlflow
 
 DEFAULT_ROOT = "mltrail-runs"  # not named like the package, so it cannot shadow the import
 ENV_VARS = ("MLTRAIL_TRACKING_URI", "MLFLOW_TRACKING_URI")
 
 
 def set_tracking_uri(uri: str | os.PathLike[str] | None) -> None:
-    """Send every later run to `uri`: a folder, a `file:` URI or an http(s) server.
+    """Send every later run to `uri`: a folder, a `file:` URI, an http(s) server or a
+    database (``sqlite:///mlflow.db``, ``postgresql://...``, written through MLflow).
 
     `None` goes back to the environment variables or the local default.
+
+    Raises:
+        UnsupportedUriError: a database URI and mlflow is not installed (the message
+            names ``pip install "mltrail[mlflow]"``).
     """
+    if uri is not None and is_database_uri(os.fspath(uri)):
+        require_mlflow(os.fspath(uri))
     runtime.process.tracking_uri = None if uri is None else os.fspath(uri)
 
 

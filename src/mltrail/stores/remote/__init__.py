@@ -8,6 +8,8 @@ One concern per module:
 - `spool`: where records wait, and what of each run the server has (ship state);
 - `ids`: spool run ids and server run ids, both ways;
 - `shipper`: one run to the server, exactly once; `sender`: the background thread;
+- `artifact_roots`: artifact files wherever a run's artifact URI says (proxied by the
+  server, a plain folder, or an ``s3://``-like root through `mltrail.stores.bridge`);
 - `store`: `RestStore`, the Store protocol on top of them;
 - `registry`: the model registry over REST;
 - `sync` and `doctor`: the `mltrail sync` and `mltrail doctor` commands.

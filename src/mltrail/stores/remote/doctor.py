@@ -6,9 +6,14 @@ One line per check, each saying what was found and, when it fails, what to do:
 - version: the MLflow version it runs (GET /version);
 - auth: the credentials from MLFLOW_TRACKING_USERNAME/PASSWORD or
   MLFLOW_TRACKING_TOKEN are accepted (an experiments search);
-- artifacts: the server proxies artifacts (``--serve-artifacts``), which is how
-  mltrail uploads and reads them;
+- artifacts: where runs' artifacts live and how mltrail writes them there
+  (`mltrail.stores.remote.artifact_roots`): proxied by the server, a plain folder
+  written directly, or an ``s3://``-like root written through MLflow;
 - spool: runs of this server still waiting on this machine (`mltrail sync`).
+
+For a database URI (``sqlite:///mlflow.db``, ``postgresql://...``) the checks are:
+mlflow installed (the ``mlflow`` extra), the database opened by MLflow, the default
+artifact root, and the spool. The URI is printed as given (a password hidden).
 
 Exit code 0 when every check passes.
 """
@@ -20,12 +25,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ...exceptions import AuthError, MltrailError, RemoteError
+from ...exceptions import AuthError, MltrailError
+from ...uri import redact_uri
+from ..bridge import INSTALL_HINT, database_uri, is_database_uri, mlflow_installed
+from .artifact_roots import BRIDGE, PROXIED, describe, root_kind
 from .http import (
     ARTIFACTS_API,
     HttpSession,
     RemoteSettings,
-    artifact_root,
     is_transient,
 )
 from .sync import pending_count
@@ -46,6 +53,8 @@ class Check:
 def doctor(uri: str, settings: RemoteSettings | None = None) -> list[Check]:
     """Run every check against the server at `uri` (see the module docstring)."""
     settings = settings or RemoteSettings.from_env(retries=0)
+    if is_database_uri(uri):
+        return _database_checks(uri, settings)
     try:
         http = HttpSession(uri, settings)
     except MltrailError as exc:
@@ -124,11 +133,8 @@ def _auth(http: HttpSession) -> tuple[Check, str | None]:
 
 
 def _artifacts(http: HttpSession, location: str | None) -> Check:
-    if location:
-        try:
-            artifact_root(f"{location.rstrip('/')}/run/artifacts", http.base_url)
-        except RemoteError as exc:
-            return Check("artifacts", FAIL, exc.message)
+    if location and root_kind(location) != PROXIED:
+        return _root_check(location)
     try:
         http.raw("GET", f"{ARTIFACTS_API}?path=", timeout=10, retries=0)
     except MltrailError as exc:
@@ -139,6 +145,52 @@ def _artifacts(http: HttpSession, location: str | None) -> Check:
             "`--serve-artifacts` (the default; remove `--no-serve-artifacts`)",
         )
     return Check("artifacts", OK, "served by the tracking server (mlflow-artifacts)")
+
+
+def _root_check(location: str) -> Check:
+    """The artifacts check for a root the server does not proxy."""
+    outcome = OK
+    if root_kind(location) == BRIDGE and not mlflow_installed():
+        outcome = WARN
+    return Check("artifacts", outcome, describe(location))
+
+
+def _database_checks(uri: str, settings: RemoteSettings) -> list[Check]:
+    shown = redact_uri(uri)
+    if not mlflow_installed():
+        return [
+            Check(
+                "mlflow",
+                FAIL,
+                f"{shown} is a database, written through MLflow, which is not installed: "
+                f"{INSTALL_HINT}",
+            ),
+            _spool(uri, settings),
+        ]
+    opened = database_uri(uri)
+    via = f" (opened as {redact_uri(opened)})" if opened != uri else ""
+    checks = [Check("mlflow", OK, f"{shown} is a database, written through MLflow{via}")]
+    from ..bridge.session import BridgeSession
+
+    session = BridgeSession(uri, settings)
+    try:
+        version = session.transport.request("ping", {})["mlflow"]
+        answer = session.call("POST", "experiments/search", {"max_results": 1})
+    except MltrailError as exc:
+        checks.append(Check("database", FAIL, f"MLflow could not open it: {exc.message}"))
+        checks.append(Check("artifacts", SKIP, "needs the database"))
+    else:
+        checks.append(Check("database", OK, f"MLflow {version} opens it"))
+        experiments = answer.get("experiments") or []
+        location = experiments[0].get("artifact_location") if experiments else None
+        if location:
+            checks.append(_root_check(location))
+        else:
+            checks.append(Check("artifacts", SKIP, "no experiment yet"))
+    finally:
+        session.close()
+    checks.append(_spool(uri, settings))
+    return checks
 
 
 def _spool(uri: str, settings: RemoteSettings) -> Check:
@@ -156,7 +208,9 @@ def add_doctor_command(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "doctor", help="check that a tracking server is reachable and usable"
     )
-    parser.add_argument("uri", help="the server address, e.g. http://127.0.0.1:5000")
+    parser.add_argument(
+        "uri", help="the server address (http://127.0.0.1:5000) or database (sqlite:///mlflow.db)"
+    )
     parser.set_defaults(handler=cmd_doctor)
 
 

@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...exceptions import (
     AlreadyExistsError,
@@ -35,9 +35,12 @@ from ...exceptions import (
 )
 from .. import journal
 from ..journal import Kind
+from .artifact_roots import ArtifactRoots
+
+if TYPE_CHECKING:
+    from ..bridge.session import BridgeSession
 from .http import (
     HttpSession,
-    artifact_root,
     is_transient,
     request_sent,
 )
@@ -135,7 +138,8 @@ class Shipper:
     """Ships spooled runs of one server (see the module docstring).
 
     Args:
-        http: the session to the server.
+        http: the session to the server (an `HttpSession`, or a `BridgeSession` for a
+            database).
         spool: the server's spool folder.
         retries: retries of each request on a transient failure.
         on_created: called with (spool run id, server run id, artifact uri) when a
@@ -146,7 +150,7 @@ class Shipper:
 
     def __init__(
         self,
-        http: HttpSession,
+        http: HttpSession | BridgeSession,
         spool: Spool,
         *,
         retries: int | None = None,
@@ -158,6 +162,7 @@ class Shipper:
         self.retries = retries
         self.on_created = on_created
         self.may_prune = may_prune
+        self.artifacts = ArtifactRoots(http)
         self.progress = 0  # requests the server accepted: lets a waiting reader see movement
         self.points_sent = 0  # metric points the server accepted (progress on big backlogs)
         self.batches_in_flight = BATCHES_IN_FLIGHT
@@ -168,10 +173,6 @@ class Shipper:
         answer = self.http.call(method, endpoint, payload, **kwargs)
         self._moved()
         return answer
-
-    def _upload(self, artifact_path: str, local_file: Path, **kwargs: Any) -> None:
-        self.http.upload(artifact_path, local_file, **kwargs)
-        self._moved()
 
     def _moved(self) -> None:
         with self._progress_lock:
@@ -571,13 +572,14 @@ class Shipper:
             )
             state.artifact_uri = answer["run"]["info"]["artifact_uri"]
             state.save(run_dir)
-        root = artifact_root(state.artifact_uri, self.http.base_url)
+        artifact_uri = state.artifact_uri
         counted = threading.Lock()
 
         def upload(item: tuple[str, Path]) -> None:
             rel, path = item
             before = os.stat(path)
-            self._upload(f"{root}/{rel}", path, retries=self.retries)
+            self.artifacts.write(artifact_uri, rel, path, retries=self.retries)
+            self._moved()
             after = os.stat(path)
             # A newer copy logged to the same path meanwhile stays for the next pass.
             if (before.st_ino, before.st_size, before.st_mtime_ns) == (

@@ -53,8 +53,12 @@ REFUSED = "refused.jsonl"  # records the server refused, set aside (see Shipper.
 def folder_name(server_url: str) -> str:
     """A folder name for a server: scheme, host, port and path, nothing secret."""
     parsed = urlparse(server_url)
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    raw = f"{parsed.scheme}_{parsed.hostname or 'localhost'}_{port}{parsed.path.rstrip('/')}"
+    if parsed.scheme in ("http", "https"):
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        raw = f"{parsed.scheme}_{parsed.hostname or 'localhost'}_{port}{parsed.path.rstrip('/')}"
+    else:  # a database URI (`mltrail.stores.bridge`): its path or query names the database
+        host = parsed.netloc.rpartition("@")[2]
+        raw = f"{parsed.scheme}_{host}{parsed.path}_{parsed.query}"
     return re.sub(r"[^\w.-]+", "_", raw).strip("_")
 
 

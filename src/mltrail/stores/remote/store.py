@@ -19,10 +19,11 @@ Reads go to the server, after waiting briefly (``MLTRAIL_READ_FLUSH_TIMEOUT``)
 for this process's unsent records of the run read; with the server
 unreachable, runs the spool holds are read from there, with a warning.
 
-Artifacts go through the server's proxied artifact API (the default of
-``mlflow server``, ``--serve-artifacts``); a server that does not proxy
-artifacts gets a clear error naming that flag. Auth, TLS, timeouts, retries
-and the spool folder are set by environment variables listed in
+Artifacts are staged in the spool and written where the run's artifact URI says
+(`mltrail.stores.remote.artifact_roots`): the server's proxied artifact API (the
+default of ``mlflow server``), a plain folder directly, an ``s3://``-like root
+through MLflow's artifact repositories; never an error in the training script.
+Auth, TLS, timeouts, retries and the spool folder are set by environment variables listed in
 `mltrail.stores.remote.http`. ``MLTRAIL_FLUSH_TIMEOUT`` (default 5 s) bounds the wait
 for delivery at interpreter exit.
 
@@ -69,8 +70,9 @@ from ...exceptions import (
     RemoteError,
 )
 from .. import journal
+from .artifact_roots import ArtifactRoots
 from .budget import ForegroundCall
-from .http import HttpSession, RemoteSettings, artifact_root, is_transient, request_sent
+from .http import HttpSession, RemoteSettings, is_transient, request_sent
 from .ids import RunIds, RunRef
 from .sender import Sender
 from .shipper import Shipper
@@ -97,11 +99,32 @@ class RestStore:
     Args:
         uri: the server address, ``http(s)://[user:password@]host[:port][/prefix]``.
         settings: timeouts, retry policy and spool root; default: from the environment.
+        session_factory: builds the session records are shipped through, from the URI
+            and the settings: `HttpSession`, or `BridgeSession` for a database.
+        foreground_requests: whether `set_experiment` and a run's creation ask the
+            server within ``MLTRAIL_CREATE_TIMEOUT`` (False: they start in the spool).
+        flush_timeout: default wait at exit and for `flush` (MLTRAIL_FLUSH_TIMEOUT wins).
     """
 
-    def __init__(self, uri: str, settings: RemoteSettings | None = None) -> None:
+    def __init__(
+        self,
+        uri: str,
+        settings: RemoteSettings | None = None,
+        *,
+        session_factory: Callable[[str, RemoteSettings], Any] = HttpSession,
+        foreground_requests: bool = True,
+        flush_timeout: float | None = None,
+    ) -> None:
         self.settings = settings or RemoteSettings.from_env()
-        self.http = HttpSession(uri, self.settings)
+        # A database store (`mltrail.stores.bridge`) passes its own session, and
+        # foreground_requests=False: its training thread never waits on MLflow (runs
+        # and experiments start in the spool and get database ids when shipped).
+        self._session_factory = session_factory
+        self._connect_uri = uri
+        self._foreground = foreground_requests
+        self._flush_default = flush_timeout
+        self.http = session_factory(uri, self.settings)
+        self.artifacts = ArtifactRoots(self.http)
         self.uri = self.http.base_url
         self.spool = Spool(self.settings.spool_dir, self.uri)
         self._lock = threading.RLock()
@@ -130,7 +153,8 @@ class RestStore:
         self._lock = threading.RLock()
         self.ids.reset_lock()
         self._stalled = 0  # the parent's stuck requests have no thread here
-        self.http = HttpSession(self.uri, self.settings)
+        self.http = self._session_factory(self._connect_uri, self.settings)
+        self.artifacts = ArtifactRoots(self.http)
         self._start_sender()
 
     # run ids -------------------------------------------------------------
@@ -204,7 +228,8 @@ class RestStore:
         self._flush_for_read(ref)
         if ref.server_id is None:
             self.sender.notify(ref.spool_id, ref.run_dir)
-            self.sender.flush(_flush_timeout() if timeout is None else timeout, [ref.spool_id])
+            wait = _flush_timeout(self._flush_default) if timeout is None else timeout
+            self.sender.flush(wait, [ref.spool_id])
         if ref.server_id is None:
             raise RemoteError(
                 f"Run {run_id} was logged while {self.uri} was unreachable and is not on the "
@@ -636,7 +661,7 @@ class RestStore:
         """Whether a foreground call should ask the server rather than go offline at
         once: not while another foreground request is stuck past its budget, nor in the
         sender's backoff window after a failure."""
-        return self._stalled == 0 and self.sender.may_try()
+        return self._foreground and self._stalled == 0 and self.sender.may_try()
 
     def _spool_run_public(self, run: Run, ref: RunRef) -> Run:
         """A spool Run with the ids the user knows (server ids where they exist)."""
@@ -869,7 +894,7 @@ class RestStore:
 
     # artifacts -----------------------------------------------------------
 
-    def _artifact_root(self, ref: RunRef | None, run_id: str) -> str:
+    def _artifact_uri(self, ref: RunRef | None, run_id: str) -> str:
         artifact_uri = ref.artifact_uri if ref is not None else None
         if artifact_uri is None:
             server_id = ref.server_id if ref is not None else run_id
@@ -881,14 +906,12 @@ class RestStore:
             artifact_uri = self._server_run(server_id).info.artifact_uri
             if ref is not None:
                 ref.artifact_uri = artifact_uri
-        return artifact_root(artifact_uri, self.uri)
+        return artifact_uri
 
     @contextlib.contextmanager
     def stage_artifacts(self, run_id: str, artifact_path: str | None) -> Iterator[Path]:
         """Artifacts are staged in the run's spool folder, then shipped by the sender."""
         ref = self._ref(run_id)
-        if ref.artifact_uri is not None:
-            artifact_root(ref.artifact_uri, self.uri)  # fail now if the server cannot take it
         with self.spool.store.stage_artifacts(ref.spool_id, artifact_path) as folder:
             yield folder
         self.sender.notify(ref.spool_id, ref.run_dir)
@@ -899,8 +922,8 @@ class RestStore:
         path = (path or "").strip("/")
 
         def from_server() -> list[FileInfo]:
-            root = self._artifact_root(ref, run_id)
-            entries = self.http.list_artifacts(f"{root}/{path}" if path else root)
+            root = self._artifact_uri(ref, run_id)
+            entries = self.artifacts.list(root, path)
             infos = []
             for entry in entries:
                 rel = f"{path}/{entry['path']}" if path else entry["path"]
@@ -926,14 +949,14 @@ class RestStore:
         path = (path or "").strip("/")
 
         def from_server() -> Path:
-            root = self._artifact_root(ref, run_id)
+            root = self._artifact_uri(ref, run_id)
             target = Path(dst_path) / (path.rsplit("/", 1)[-1] if path else "artifacts")
-            entries = self.http.list_artifacts(f"{root}/{path}" if path else root)
+            entries = self.artifacts.list(root, path)
             if entries or not path:
                 self._download_dir(root, path, entries, target)
             else:
                 try:
-                    self.http.download(f"{root}/{path}", target)
+                    self.artifacts.download(root, path, target)
                 except NotFoundError:
                     raise NotFoundError(
                         f"Run {run_id} has no artifact {path!r}", resource_id=path
@@ -959,10 +982,10 @@ class RestStore:
             name = entry["path"].rsplit("/", 1)[-1]
             rel = f"{path}/{name}" if path else name
             if entry.get("is_dir"):
-                children = self.http.list_artifacts(f"{root}/{rel}")
+                children = self.artifacts.list(root, rel)
                 self._download_dir(root, rel, children, target / name)
             else:
-                self.http.download(f"{root}/{rel}", target / name)
+                self.artifacts.download(root, rel, target / name)
 
     # delivery ------------------------------------------------------------
 
@@ -972,7 +995,9 @@ class RestStore:
         Returns:
             True when every record this process logged is on the server.
         """
-        done = self.sender.flush(_flush_timeout() if timeout is None else timeout)
+        if timeout is None:
+            timeout = _flush_timeout(self._flush_default)
+        done = self.sender.flush(timeout)
         done = done and not self.sender.broken
         self._last_flush = (time.monotonic(), done)
         return done
@@ -1058,11 +1083,12 @@ _PROGRESS_EVERY = 5.0  # seconds between progress lines while a big backlog is s
 _BIG_BACKLOG = 10_000  # metric points pending from which the exit message counts points
 
 
-def _flush_timeout() -> float:
+def _flush_timeout(default: float | None = None) -> float:
+    fallback = 5.0 if default is None else default
     try:
-        return float(os.environ.get("MLTRAIL_FLUSH_TIMEOUT", "5"))
+        return float(os.environ.get("MLTRAIL_FLUSH_TIMEOUT", fallback))
     except ValueError:
-        return 5.0
+        return fallback
 
 
 def _plural(count: int, noun: str) -> str:

@@ -6,6 +6,7 @@ process was killed, the rest waits there; this command sends it:
 
     mltrail sync                      # every server with pending runs
     mltrail sync --uri http://host:5000
+    mltrail sync --uri sqlite:///mlflow.db   # a database, through MLflow (mltrail[mlflow])
     mltrail sync --dry-run            # only list what is pending
 
 Each run resumes exactly where shipping stopped (the spool records what the
@@ -32,6 +33,7 @@ from typing import Any
 
 from ...exceptions import AuthError, MltrailError
 from ...uri import redact_uri
+from ..bridge import database_uri, is_database_uri, require_mlflow, shown_uri
 from .http import HttpSession, RemoteSettings, is_transient, public_url
 from .shipper import Shipper
 from .spool import (
@@ -68,7 +70,7 @@ class SyncReport:
 def _folders(uri: str | None, root: Path) -> Iterator[tuple[Path, str]]:
     """(spool folder, URI to talk to) for one server or every server with a folder."""
     if uri is not None:
-        folder = root / folder_name(public_url(uri))
+        folder = root / folder_name(spool_key(uri))
         if (folder / "server.json").exists():
             yield folder, uri  # the given URI may carry credentials; the folder never does
         return
@@ -112,15 +114,38 @@ def sync(
                 echo(f"  {run_dir.name}: {what}{'' if todo.created else ', not created yet'}")
                 report.left.append(run_dir.name)
             continue
-        http = HttpSession(server_uri, settings)
+        try:
+            http = _session(server_uri, settings)
+        except MltrailError as exc:
+            echo(f"  skipped: {exc.message}")
+            report.left.extend(r.name for r, _ in runs)
+            continue
         shipper = Shipper(http, spool, retries=settings.retries, may_prune=lambda _: True)
         try:
             _sync_folder(shipper, runs, report, echo)
         finally:
             http.close()
     if not found_any:
-        echo("mltrail sync: nothing to send" + (f" to {public_url(uri)}" if uri else ""))
+        echo("mltrail sync: nothing to send" + (f" to {spool_key(uri)}" if uri else ""))
     return report
+
+
+def spool_key(uri: str) -> str:
+    """The address a spool folder is named from: a server's without credentials, a
+    database URI made absolute (`mltrail.stores.bridge`) without its password."""
+    if is_database_uri(uri):
+        return shown_uri(database_uri(uri))
+    return public_url(uri)
+
+
+def _session(uri: str, settings: RemoteSettings) -> Any:
+    """The session to ship through: HTTP for a server, MLflow's client for a database."""
+    if not is_database_uri(uri):
+        return HttpSession(uri, settings)
+    require_mlflow(uri)
+    from ..bridge.session import BridgeSession
+
+    return BridgeSession(uri, settings)
 
 
 def _prune_folder(spool: Spool, report: SyncReport, echo: Callable[[str], Any]) -> None:
@@ -255,7 +280,7 @@ def _progress(
 def pending_count(uri: str, settings: RemoteSettings | None = None) -> tuple[int, Path]:
     """How many runs of the server at `uri` wait in the spool, and where."""
     settings = settings or RemoteSettings.from_env()
-    folder = settings.spool_dir.expanduser() / folder_name(public_url(uri))
+    folder = settings.spool_dir.expanduser() / folder_name(spool_key(uri))
     if not (folder / "server.json").exists():
         return 0, folder
     spool = Spool.open_folder(folder)
@@ -279,8 +304,11 @@ def add_sync_command(subparsers: Any) -> None:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     uri = args.uri or getattr(args, "tracking_uri", None)  # the global option works too
-    if uri is not None and not uri.startswith(("http://", "https://")):
-        print(f"mltrail sync: {redact_uri(uri)!r} is not an http(s):// server; nothing to send")
+    if uri is not None and not uri.startswith(("http://", "https://")) and not is_database_uri(uri):
+        print(
+            f"mltrail sync: {redact_uri(uri)!r} is neither an http(s):// server nor a database "
+            "URI; nothing to send"
+        )
         return 0
     report = sync(uri, dry_run=args.dry_run)
     if args.dry_run:
