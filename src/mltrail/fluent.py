@@ -542,6 +542,7 @@ def register_model(
     Args:
         model_uri: usually `runs:/<run_id>/<path>`; a `runs:/` URI is checked
             first, so a wrong run id or path fails here rather than at load time.
+            `models:/<model_id>` (a logged model's id, `ModelInfo.model_id`) works too.
         name: the registered model; versions count up from 1 per name.
         await_registration_for: accepted for MLflow compatibility; registration
             here completes before the call returns.
@@ -552,11 +553,19 @@ def register_model(
     """
     import contextlib
 
+    from .models.uris import logged_model_id
+
     client = current_client()
     run_id = None
+    model_id = logged_model_id(model_uri)
     if model_uri.startswith(RUNS_SCHEME):
         run_id, path = split_runs_uri(model_uri, key="model_uri")
         _check_run_model(client, run_id, path, model_uri)
+    elif model_id is not None:
+        # The source names the model as its store knows it: a remote store's model is
+        # delivered first and registered by the server's id, which MLflow resolves too.
+        logged = client.get_logged_model(model_id)
+        model_uri, run_id = f"models:/{logged.model_id}", logged.source_run_id
     with contextlib.suppress(AlreadyExistsError):  # a new version of an existing model
         client.create_registered_model(name)
     return client.create_model_version(name, model_uri, run_id, tags=tags)

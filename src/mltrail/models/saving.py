@@ -55,6 +55,12 @@ class ModelInfo:
         metadata: the user's metadata dict written into MLmodel, or None.
         registered_model_version: the version created when `registered_model_name`
             was given, else None.
+        model_id: the logged model's own id (`m-...`), where the store gives one:
+            `models:/<model_id>` loads it with mltrail, and it is what the registry
+            takes as a source. On a remote store it is the id mltrail assigned; the
+            server's id (what MLflow's own client uses) is
+            `TrackingClient().get_logged_model(model_id).model_id`. None where the
+            store keeps models as plain run artifacts.
     """
 
     artifact_path: str
@@ -67,6 +73,7 @@ class ModelInfo:
     metadata: dict[str, Any] | None = None
     registered_model_version: str | None = None
     mlmodel: dict[str, Any] = field(default_factory=dict, repr=False)
+    model_id: str | None = None
 
 
 def save_model(
@@ -80,6 +87,7 @@ def save_model(
     metadata: dict[str, Any] | None = None,
     run_id: str | None = None,
     artifact_path: str | None = None,
+    model_id: str | None = None,
 ) -> dict[str, Any]:
     """Write a model folder in MLflow's layout at `path`, which must not exist yet.
 
@@ -98,6 +106,7 @@ def save_model(
         metadata: free-form dict stored under MLmodel's `metadata`.
         run_id: the run the model belongs to, written into MLmodel.
         artifact_path: the model's folder inside that run's artifacts.
+        model_id: the logged model's id, written into MLmodel (also as its uuid).
 
     Returns:
         The MLmodel content that was written.
@@ -131,7 +140,8 @@ def save_model(
         mlmodel: dict[str, Any] = {
             "artifact_path": artifact_path,
             "flavors": spec.flavors,
-            "model_uuid": uuid.uuid4().hex,
+            "model_id": model_id,
+            "model_uuid": model_id or uuid.uuid4().hex,
             "run_id": run_id,
             "utc_time_created": utc_now(),
         }
@@ -192,7 +202,8 @@ def log_model(
         client, run_id = fluent.run_for_logging()
     else:
         client = fluent.current_client()
-    with client.stage_artifacts(run_id, artifact_path) as folder:
+    model_id = client.new_model_id() if client.logs_model_ids else None
+    with client.stage_logged_model(run_id, model_id or "", artifact_path, artifact_path) as folder:
         mlmodel = save_model(
             folder,
             spec,
@@ -203,6 +214,7 @@ def log_model(
             metadata=metadata,
             run_id=run_id,
             artifact_path=artifact_path,
+            model_id=model_id,
         )
     model_uri = f"runs:/{run_id}/{artifact_path}"
     version = None
@@ -219,4 +231,5 @@ def log_model(
         metadata=mlmodel.get("metadata"),
         registered_model_version=version,
         mlmodel=mlmodel,
+        model_id=model_id,
     )

@@ -3,6 +3,8 @@
 - `runs:/<run_id>/<path>`: a folder in the artifacts of a run;
 - `models:/<name>/<version>`, `models:/<name>/<stage>`, `models:/<name>@<alias>`:
   a version of the model registry, resolved to the source it was registered from;
+- `models:/<model_id>` (`m-` and 32 hex digits): a logged model, by the id the store
+  gave it (a remote store also takes the id mltrail assigned before the server's);
 - a local path or `file:` URI.
 
 Loading a model may execute code: pickled models run code while they are
@@ -14,6 +16,7 @@ download, warns once per folder.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
     from ..client import TrackingClient
     from ..entities import ModelVersion
 
+_MODEL_ID_URI = re.compile(r"^models:/+(m-[0-9a-f]{32})/?$")
 _known: set[Path] = set()  # folders this process wrote or downloaded: loading them is silent
 _warned: set[Path] = set()
 _known_lock = threading.Lock()
@@ -88,6 +92,12 @@ def parse_models_uri(uri: str) -> tuple[str, str | None, str | None]:
             key="model_uri",
         )
     return name, version, None
+
+
+def logged_model_id(uri: str) -> str | None:
+    """The model id of a `models:/<model_id>` URI, None for any other URI."""
+    found = _MODEL_ID_URI.match(uri)
+    return found.group(1) if found else None
 
 
 def model_version_for(uri: str, client: TrackingClient | None = None) -> ModelVersion:
@@ -176,6 +186,9 @@ def download_model(
     """
     uri = os.fspath(model_uri)
     for _ in range(8):  # a registry source is itself a URI; bounded in case of a cycle
+        model_id = logged_model_id(uri)
+        if model_id is not None:
+            return _download_logged_model(model_id, dst_path, client or _default_client())
         if uri.startswith("models:/"):
             uri = source_uri(model_version_for(uri, client))
             continue
@@ -238,3 +251,19 @@ def _download_run_model(
         )
     mark_known(local)
     return local
+
+
+def _download_logged_model(
+    model_id: str, dst_path: str | os.PathLike[str] | None, client: TrackingClient
+) -> Path:
+    if dst_path is not None:
+        Path(dst_path).mkdir(parents=True, exist_ok=True)
+    folder = Path(
+        client.download_logged_model(model_id, os.fspath(dst_path) if dst_path else None)
+    )
+    if not (folder / MLMODEL).is_file():
+        raise NotFoundError(
+            f"No model at models:/{model_id}: it has no {MLMODEL} file", resource_id=model_id
+        )
+    mark_known(folder)
+    return folder

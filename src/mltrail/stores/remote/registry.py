@@ -162,6 +162,8 @@ class RestRegistry:
         payload: dict[str, Any] = {"name": name, "source": source, "tags": _tags(tags)}
         if run_id:
             payload["run_id"] = run_id
+        if source.startswith("models:/m-") and "/" not in source[len("models:/") :]:
+            payload["model_id"] = source[len("models:/") :]  # an MLflow 3 logged model
         if description:
             payload["description"] = description
         with self._model(name):
