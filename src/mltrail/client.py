@@ -410,6 +410,12 @@ class TrackingClient:
             )
         return self.store.get_logged_model(model_id)
 
+    def run_logged_models(self, run_id: str) -> list[LoggedModel]:
+        """The models run `run_id` logged with their own id ([] where the store has none)."""
+        if not isinstance(self.store, LoggedModelStore):
+            return []
+        return self.store.run_logged_models(run_id)
+
     def download_logged_model(self, model_id: str, dst_path: str | None = None) -> str:
         """A local folder with the files of the logged model `model_id` (see
         `get_logged_model`); a local store's model is returned in place unless

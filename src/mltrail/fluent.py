@@ -580,12 +580,14 @@ def _check_run_model(client: TrackingClient, run_id: str, path: str, model_uri: 
 
     if has_mlmodel():
         return
-    client.store.flush()  # a remote store uploads files in the background: let them arrive
+    client.flush()  # a remote store uploads files in the background: let them arrive
     if not has_mlmodel():
         top = ", ".join(f.path + ("/" if f.is_dir else "") for f in client.list_artifacts(run_id))
+        # On an MLflow 3 server a run's models are LoggedModels, outside its artifacts.
+        logged = ", ".join(m.name for m in client.run_logged_models(run_id))
         raise NotFoundError(
             f"No model at {model_uri}: run {run_id} has no MLmodel file under {path or '/'!r} "
-            f"(its artifacts: {top or 'none'})",
+            f"(its artifacts: {top or 'none'}{'; its logged models: ' + logged if logged else ''})",
             resource_id=model_uri,
         )
 

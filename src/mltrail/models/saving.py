@@ -106,7 +106,7 @@ def save_model(
         metadata: free-form dict stored under MLmodel's `metadata`.
         run_id: the run the model belongs to, written into MLmodel.
         artifact_path: the model's folder inside that run's artifacts.
-        model_id: the logged model's id, written into MLmodel (also as its uuid).
+        model_id: the logged model's id, written into MLmodel.
 
     Returns:
         The MLmodel content that was written.
@@ -141,7 +141,7 @@ def save_model(
             "artifact_path": artifact_path,
             "flavors": spec.flavors,
             "model_id": model_id,
-            "model_uuid": model_id or uuid.uuid4().hex,
+            "model_uuid": uuid.uuid4().hex,
             "run_id": run_id,
             "utc_time_created": utc_now(),
         }

@@ -135,6 +135,8 @@ class LoggedModelStore(Protocol):
 
     def get_logged_model(self, model_id: str) -> LoggedModel: ...
 
+    def run_logged_models(self, run_id: str) -> list[LoggedModel]: ...
+
     def download_logged_model(self, model_id: str, dst_path: Path | None) -> Path:
         """A local folder with the model's files: in place where the store is local and
         `dst_path` is None, else downloaded or copied into `dst_path` (a new folder by

@@ -608,6 +608,11 @@ class LocalStore:
             creation_timestamp=entry.get("creation_timestamp"),
         )
 
+    def run_logged_models(self, run_id: str) -> list[LoggedModel]:
+        with self._lock:
+            logged = list(self._state(run_id).models)
+        return [self.get_logged_model(m["id"]) for m in logged]
+
     def download_logged_model(self, model_id: str, dst_path: Path | None) -> Path:
         entry = self._model_entry(model_id)
         if dst_path is None:

@@ -964,14 +964,12 @@ class RestStore:
         self._download_dir(root, "", entries, target)
         return target
 
-    def _run_model_root(self, run_id: str, path: str) -> tuple[str, str] | None:
-        """Where a run's model lives when the server keeps it as a LoggedModel: (artifact
-        API path of the model, rest of `path` inside it), for `runs:/<run>/<name>/...`
-        reads, as MLflow 3's own client resolves them. None when there is no such model."""
-        name, _, rest = path.partition("/")
+    def run_logged_model(self, run_id: str, name: str) -> LoggedModel | None:
+        """The latest LoggedModel named `name` that run `run_id` logged, or None (also on
+        a server without logged models): how MLflow 3 resolves `runs:/<run>/<name>`."""
         if not name or self.sender.shipper.logged_models is False:
             return None
-        server_id = self.server_run_id(run_id, timeout=0)
+        server_id = self.server_run_id(run_id)
         run = self._server_run(server_id)
         try:
             found = self.http.call(
@@ -987,9 +985,37 @@ class RestStore:
         except NotFoundError:
             return None  # a server without logged models
         models = found.get("models") or []
-        if not models:
+        return parse_logged_model(models[0]) if models else None
+
+    def run_logged_models(self, run_id: str) -> list[LoggedModel]:
+        """The LoggedModels a run logged, oldest first (none on an older server)."""
+        if self.sender.shipper.logged_models is False:
+            return []
+        server_id = self.server_run_id(run_id)
+        run = self._server_run(server_id)
+        try:
+            found = self.http.call(
+                "POST",
+                "logged-models/search",
+                {
+                    "experiment_ids": [run.info.experiment_id],
+                    "filter": f"source_run_id = '{server_id}'",
+                    "order_by": [{"field_name": "creation_timestamp", "ascending": True}],
+                    "max_results": 100,
+                },
+            )
+        except NotFoundError:
+            return []
+        return [parse_logged_model(m) for m in found.get("models") or []]
+
+    def _run_model_root(self, run_id: str, path: str) -> tuple[str, str] | None:
+        """(artifact API path of the run's LoggedModel, rest of `path` inside it) for
+        `runs:/<run>/<name>/...` reads of a model the server keeps apart from the run."""
+        name, _, rest = path.partition("/")
+        model = self.run_logged_model(run_id, name)
+        if model is None:
             return None
-        return artifact_root(models[0]["info"]["artifact_uri"], self.uri), rest
+        return artifact_root(model.artifact_location, self.uri), rest
 
     def list_artifacts(self, run_id: str, path: str | None) -> list[FileInfo]:
         ref = self._known(run_id)
