@@ -253,6 +253,7 @@ def test_lost_answers_make_no_second_model_or_link(
         proxy.add("mlflow-artifacts/artifacts", ("status", 503, None))
         with pytest.warns(UserWarning):
             with mltrail.start_run() as run:
+                mltrail.log_metric("acc", 0.9)
                 mltrail.sklearn.log_model(estimator, "faulty")
             assert client.store.flush(120)
         creates = [
@@ -265,6 +266,10 @@ def test_lost_answers_make_no_second_model_or_link(
     server = mlflow_module.MlflowClient(tracking_uri=mlflow_server.url)
     outputs = server.get_run(run.info.run_id).outputs.model_outputs
     assert [o.model_id for o in outputs] == [model.model_id]
+    # The model got the run's metric though its create's answer was lost; the run's
+    # history keeps one point.
+    assert [(m.key, m.value) for m in model.metrics] == [("acc", 0.9)]
+    assert len(server.get_metric_history(run.info.run_id, "acc")) == 1
     loaded = mltrail.pyfunc.load_model(f"models:/{model.model_id}")
     np.testing.assert_array_equal(loaded.predict(x), estimator.predict(x))
 

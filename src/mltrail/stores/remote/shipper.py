@@ -569,6 +569,8 @@ class Shipper:
                 entry["run_artifacts"] = True
                 state.save(run_dir)
                 return
+            if not entry.get("filled"):
+                self._fill_logged_model(run_dir, state, record, entry, result)
             self._upload_files(
                 run_dir,
                 folder,
@@ -650,9 +652,17 @@ class Shipper:
             retries=0,  # not idempotent: a retry looks the tag up again first
         )
         result.requests += 1
-        info = answer["model"]["info"]
-        self._learn_model(run_dir, state, entry, info)
-        server_id = info["model_id"]
+        self._learn_model(run_dir, state, entry, answer["model"]["info"])
+
+    def _fill_logged_model(
+        self, run_dir: Path, state: ShipState, record: dict[str, Any], entry: dict[str, Any],
+        result: ShipResult,
+    ) -> None:
+        """The params beyond the create's first 100 and the run's latest metrics, logged
+        for the model once (again only if their answer was lost: the server keeps one
+        copy of a param value or a metric point)."""
+        server_id = entry["server_id"]
+        params = [{"key": k, "value": v} for k, v in (record.get("p") or {}).items()]
         for start in range(MAX_PARAMS, len(params), MAX_PARAMS):
             self._call(
                 "POST",
@@ -675,6 +685,8 @@ class Shipper:
                 retries=self.retries,
             )
             result.requests += 1
+        entry["filled"] = True
+        state.save(run_dir)
 
     def _learn_model(
         self, run_dir: Path, state: ShipState, entry: dict[str, Any], info: dict[str, Any]
