@@ -335,3 +335,26 @@ def test_mlflow_ui_models_tab_lists_the_autologged_model(
     ).stdout
     assert model.model_id in dom  # the row links to the model
     assert "Ready" in dom
+
+
+def test_refused_logged_model_keeps_its_files_as_run_artifacts(
+    mlflow_server: Any, remote: RemoteFactory, mlflow_module: Any
+) -> None:
+    x, y = _iris()
+    estimator = _fit_logistic(x, y)
+    with FaultyProxy(mlflow_server.url) as proxy:
+        client = remote(proxy.url)
+        mltrail.set_tracking_uri(proxy.url)
+        mltrail.set_experiment(unique("lm-refused"))
+        proxy.add("logged-models/search", "forward")
+        proxy.add("logged-models", ("status", 400, None), method="POST")  # the create
+        with pytest.warns(UserWarning, match="logged model 'refused'"):
+            with mltrail.start_run() as run:
+                info = mltrail.sklearn.log_model(estimator, "refused")
+            assert client.store.flush(60)
+        assert client.store.unsent_summary() is None  # nothing left pending
+    server = mlflow_module.MlflowClient(tracking_uri=mlflow_server.url)
+    listed = {f.path for f in server.list_artifacts(run.info.run_id, "refused")}
+    assert "refused/MLmodel" in listed
+    loaded = mltrail.pyfunc.load_model(info.model_uri)
+    np.testing.assert_array_equal(loaded.predict(x), estimator.predict(x))

@@ -592,6 +592,13 @@ class Shipper:
         except MltrailError as exc:
             if not _refusal(exc):
                 raise
+            # A refused LoggedModel still has files the user logged: they go where an
+            # older server keeps models, the run's artifacts, before the record is set
+            # aside (so they are neither lost nor left pending for ever).
+            root = artifact_root(self._run_artifact_uri(run_dir, state), self.http.base_url)
+            self._upload_files(run_dir, folder, f"{root}/{record['path']}", state, result)
+            entry["run_artifacts"] = True
+            state.save(run_dir)
             self._set_aside(run_dir, run_id, record, 1, exc, result)
         finally:
             with contextlib.suppress(OSError):  # empty once every file is uploaded
