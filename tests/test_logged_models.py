@@ -132,6 +132,7 @@ def test_autologged_sklearn_model_is_an_mlflow3_logged_model(
     )
     assert model.params["max_iter"] == "300"
     assert model.artifact_location.endswith(f"/models/{model.model_id}/artifacts")
+    assert model.tags["mlflow.source.type"] == run.data.tags["mlflow.source.type"]
     assert {m.key for m in model.metrics} >= {"training_score"}
     server = mlflow_module.MlflowClient(tracking_uri=mlflow_server.url)
     outputs = server.get_run(run.info.run_id).outputs.model_outputs

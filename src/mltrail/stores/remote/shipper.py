@@ -646,6 +646,14 @@ class Shipper:
         entry["create_sent"] = True
         state.save(run_dir)
         params = [{"key": k, "value": v} for k, v in (record.get("p") or {}).items()]
+        # The run's context tags (user, source, git), as MLflow 3 gives a model its
+        # context: the UI's "Logged from" reads them.
+        tags = {
+            k: v
+            for k, v in (state.create.get("tags") or {}).items()
+            if k == "mlflow.user" or k.startswith("mlflow.source.")
+        }
+        tags[CLIENT_MODEL_ID_TAG] = model_id
         answer = self._call(
             "POST",
             "logged-models",
@@ -654,7 +662,7 @@ class Shipper:
                 "name": record["name"],
                 "source_run_id": state.server_run_id,
                 "params": params[:MAX_PARAMS],
-                "tags": [{"key": CLIENT_MODEL_ID_TAG, "value": model_id}],
+                "tags": [{"key": k, "value": v} for k, v in tags.items()],
             },
             retries=0,  # not idempotent: a retry looks the tag up again first
         )
