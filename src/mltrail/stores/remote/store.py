@@ -952,10 +952,11 @@ class RestStore:
 
     def download_logged_model(self, model_id: str, dst_path: Path | None) -> Path:
         model = self.get_logged_model(model_id)
-        target = Path(dst_path) if dst_path is not None else Path(tempfile.mkdtemp())
         root = artifact_root(model.artifact_location, self.uri)
         if dst_path is not None:
-            target = target / model.name.rsplit("/", 1)[-1]
+            target = Path(dst_path) / model.name.rsplit("/", 1)[-1]
+        else:
+            target = Path(tempfile.mkdtemp(prefix="mltrail-model-"))
         entries = self.http.list_artifacts(root)
         if not entries:
             raise NotFoundError(
