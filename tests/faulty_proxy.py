@@ -29,7 +29,9 @@ from urllib.parse import urlparse
 # ("delay_before", seconds) (held, then forwarded: the server sees it late);
 # ("hang", seconds) (a blackhole: never forwarded, never answered; the connection is
 # dropped after `seconds` or at `release_hung()`, whichever comes first);
-# ("hold", seconds) (forwarded at once, answered after `seconds` or at `release_hung()`).
+# ("hold", seconds) (forwarded at once, answered after `seconds` or at `release_hung()`);
+# "no_route" (never forwarded: Flask's HTML 404 page, as a server older than the
+# endpoint answers, e.g. an MLflow 2 server asked for MLflow 3's logged models).
 Action = Any
 
 
@@ -169,6 +171,10 @@ class FaultyProxy:
             headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
             payload = {"error_code": "TEMPORARILY_UNAVAILABLE", "message": "injected"}
             self._reply(req, code, json.dumps(payload).encode(), headers)
+            return
+        if action == "no_route":
+            page = b"<!doctype html>\n<title>404 Not Found</title>\n<h1>Not Found</h1>\n"
+            self._reply(req, 404, page, {"Content-Type": "text/html; charset=utf-8"})
             return
         if isinstance(action, tuple) and action[0] == "delay_before":
             time.sleep(action[1])

@@ -367,9 +367,9 @@ def test_registry_source_resolved_by_a_server_maps_back_to_the_run() -> None:
     served = ModelVersion(
         "m", "1", source=f"mlflow-artifacts:/4/{run_id}/artifacts/model", run_id=run_id
     )
-    assert models._source_uri(served) == f"runs:/{run_id}/model"
+    assert models.uris.source_uri(served) == f"runs:/{run_id}/model"
     given = ModelVersion("m", "1", source=f"runs:/{run_id}/model", run_id=run_id)
-    assert models._source_uri(given) == f"runs:/{run_id}/model"
+    assert models.uris.source_uri(given) == f"runs:/{run_id}/model"
 
 
 def test_unpicklable_model_under_autolog_warns_and_training_goes_on(

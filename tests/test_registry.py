@@ -472,8 +472,11 @@ def test_unknown_name_version_and_alias_are_clear_errors(
         client.get_model_version(name, "one")
     with pytest.raises(AlreadyExistsError):
         client.create_registered_model(name)
+    # The run's model is named: in its artifacts, or (MLflow 3 server) as a LoggedModel.
     with pytest.raises(
-        NotFoundError, match=r"no MLmodel file under 'models' \(its artifacts: model/"
+        NotFoundError,
+        match=r"no MLmodel file under 'models' \(its artifacts: (model/|none; "
+        r"its logged models: model\))",
     ):
         mltrail.register_model(f"runs:/{run.info.run_id}/models", name)
     with pytest.raises(InvalidParameterError, match="cannot contain"):

@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -22,6 +23,7 @@ from .entities import (
     DatasetInput,
     Experiment,
     FileInfo,
+    LoggedModel,
     Metric,
     ModelVersion,
     PagedList,
@@ -35,7 +37,7 @@ from .entities import (
 )
 from .exceptions import AlreadyExistsError, InvalidParameterError, NotFoundError
 from .stores import Store, resolve_store
-from .stores.base import ExperimentResolver
+from .stores.base import ExperimentResolver, LoggedModelStore
 from .stores.registry import (
     ModelRegistry,
     canonical_stage,
@@ -364,6 +366,64 @@ class TrackingClient:
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:
         return self.store.list_artifacts(run_id, path)
+
+    # logged models -------------------------------------------------------
+
+    @property
+    def logs_model_ids(self) -> bool:
+        """Whether this client's store gives logged models their own id (`models:/m-...`)."""
+        return isinstance(self.store, LoggedModelStore)
+
+    @staticmethod
+    def new_model_id() -> str:
+        """A fresh logged-model id, shaped as MLflow's (`m-` and 32 hex digits)."""
+        return f"m-{uuid.uuid4().hex}"
+
+    def stage_logged_model(
+        self, run_id: str, model_id: str, name: str, artifact_path: str
+    ) -> AbstractContextManager[Path]:
+        """An empty folder for a model's files, logged from `run_id` as `model_id`.
+
+        Where the store has logged models (see `logs_model_ids`), the model is recorded
+        with its id; otherwise the files become plain run artifacts under `artifact_path`.
+        Never waits on the network: a remote store ships the model in the background.
+        """
+        if isinstance(self.store, LoggedModelStore):
+            return self.store.stage_logged_model(run_id, model_id, name, artifact_path)
+        return self.store.stage_artifacts(run_id, artifact_path)
+
+    def get_logged_model(self, model_id: str) -> LoggedModel:
+        """The logged model `model_id`, with the id its store knows it by.
+
+        On a remote store this waits for the model to be delivered (up to
+        MLTRAIL_FLUSH_TIMEOUT); `LoggedModel.model_id` is then the server's id, the one
+        MLflow's own client and UI use.
+
+        Raises:
+            NotFoundError: no such model, or the store has no logged models.
+        """
+        if not isinstance(self.store, LoggedModelStore):
+            raise NotFoundError(
+                f"No logged model {model_id!r}: the store at {self.tracking_uri} keeps models "
+                "as run artifacts (load them by runs:/<run_id>/<path>)",
+                resource_id=model_id,
+            )
+        return self.store.get_logged_model(model_id)
+
+    def run_logged_models(self, run_id: str) -> list[LoggedModel]:
+        """The models run `run_id` logged with their own id ([] where the store has none)."""
+        if not isinstance(self.store, LoggedModelStore):
+            return []
+        return self.store.run_logged_models(run_id)
+
+    def download_logged_model(self, model_id: str, dst_path: str | None = None) -> str:
+        """A local folder with the files of the logged model `model_id` (see
+        `get_logged_model`); a local store's model is returned in place unless
+        `dst_path` is given."""
+        if not isinstance(self.store, LoggedModelStore):
+            self.get_logged_model(model_id)  # raises NotFoundError, saying why
+        assert isinstance(self.store, LoggedModelStore)
+        return str(self.store.download_logged_model(model_id, Path(dst_path) if dst_path else None))
 
     def download_artifacts(self, run_id: str, path: str = "", dst_path: str | None = None) -> str:
         """Copy an artifact file or folder to `dst_path` (a new temp folder by default)."""

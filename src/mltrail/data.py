@@ -29,7 +29,7 @@ _PANDAS_TYPES = {
 }
 
 
-def _colspec_type(dtype: Any) -> str:
+def colspec_type(dtype: Any) -> str:
     kind = getattr(dtype, "kind", "O")
     if kind == "i" and getattr(dtype, "itemsize", 8) <= 4:
         return "integer"
@@ -51,7 +51,7 @@ def from_pandas(
     digest = hashlib.sha1(hashed.tobytes() + repr(df.shape).encode()).hexdigest()[:8]
     schema = {
         "mlflow_colspec": [
-            {"type": _colspec_type(dtype), "name": str(col), "required": True}
+            {"type": colspec_type(dtype), "name": str(col), "required": True}
             for col, dtype in df.dtypes.items()
         ]
     }

@@ -147,6 +147,33 @@ class Run:
 
 
 @dataclass(frozen=True)
+class LoggedModel:
+    """A model logged from a run, with its own id (MLflow 3's LoggedModel, in brief).
+
+    Attributes:
+        model_id: `m-<32 hex>`; `models:/<model_id>` loads it.
+        experiment_id: the experiment of its source run.
+        name: its name (the artifact path it was logged under).
+        source_run_id: the run that logged it.
+        artifact_location: where its files are: a `file:` URI locally, the model's own
+            `mlflow-artifacts:` location on an MLflow 3 server, the run's artifact folder
+            on an older server.
+        status: "READY" once its files are in place, "PENDING" before.
+        params: the run's params when it was logged.
+        creation_timestamp: ms since the epoch.
+    """
+
+    model_id: str
+    experiment_id: str
+    name: str
+    source_run_id: str | None
+    artifact_location: str
+    status: str = "READY"
+    params: dict[str, str] = field(default_factory=dict)
+    creation_timestamp: int | None = None
+
+
+@dataclass(frozen=True)
 class FileInfo:
     """One entry of a run's artifact listing; `file_size` is None for a folder."""
 

@@ -542,6 +542,7 @@ def register_model(
     Args:
         model_uri: usually `runs:/<run_id>/<path>`; a `runs:/` URI is checked
             first, so a wrong run id or path fails here rather than at load time.
+            `models:/<model_id>` (a logged model's id, `ModelInfo.model_id`) works too.
         name: the registered model; versions count up from 1 per name.
         await_registration_for: accepted for MLflow compatibility; registration
             here completes before the call returns.
@@ -552,11 +553,19 @@ def register_model(
     """
     import contextlib
 
+    from .models.uris import logged_model_id
+
     client = current_client()
     run_id = None
+    model_id = logged_model_id(model_uri)
     if model_uri.startswith(RUNS_SCHEME):
         run_id, path = split_runs_uri(model_uri, key="model_uri")
         _check_run_model(client, run_id, path, model_uri)
+    elif model_id is not None:
+        # The source names the model as its store knows it: a remote store's model is
+        # delivered first and registered by the server's id, which MLflow resolves too.
+        logged = client.get_logged_model(model_id)
+        model_uri, run_id = f"models:/{logged.model_id}", logged.source_run_id
     with contextlib.suppress(AlreadyExistsError):  # a new version of an existing model
         client.create_registered_model(name)
     return client.create_model_version(name, model_uri, run_id, tags=tags)
@@ -571,12 +580,14 @@ def _check_run_model(client: TrackingClient, run_id: str, path: str, model_uri: 
 
     if has_mlmodel():
         return
-    client.store.flush()  # a remote store uploads files in the background: let them arrive
+    client.flush()  # a remote store uploads files in the background: let them arrive
     if not has_mlmodel():
         top = ", ".join(f.path + ("/" if f.is_dir else "") for f in client.list_artifacts(run_id))
+        # On an MLflow 3 server a run's models are LoggedModels, outside its artifacts.
+        logged = ", ".join(m.name for m in client.run_logged_models(run_id))
         raise NotFoundError(
             f"No model at {model_uri}: run {run_id} has no MLmodel file under {path or '/'!r} "
-            f"(its artifacts: {top or 'none'})",
+            f"(its artifacts: {top or 'none'}{'; its logged models: ' + logged if logged else ''})",
             resource_id=model_uri,
         )
 

@@ -16,6 +16,7 @@ from ..entities import (
     DatasetInput,
     Experiment,
     FileInfo,
+    LoggedModel,
     Metric,
     PagedList,
     Param,
@@ -113,3 +114,31 @@ class ExperimentResolver(Protocol):
     """
 
     def resolve_experiment(self, name: str) -> Experiment: ...
+
+
+@runtime_checkable
+class LoggedModelStore(Protocol):
+    """Optional: a store that gives each logged model its own id (`models:/<model_id>`).
+
+    The local store keeps the model in its run's artifacts and an index from the id to
+    the run; the remote store makes it an MLflow 3 LoggedModel where the server has
+    them. Stores without this capability log models as plain run artifacts.
+    """
+
+    def stage_logged_model(
+        self, run_id: str, model_id: str, name: str, artifact_path: str
+    ) -> AbstractContextManager[Path]:
+        """An empty folder for the model's files; when the block ends without error the
+        files are published and the model is recorded as an output of the run, never
+        blocking on the network."""
+        ...
+
+    def get_logged_model(self, model_id: str) -> LoggedModel: ...
+
+    def run_logged_models(self, run_id: str) -> list[LoggedModel]: ...
+
+    def download_logged_model(self, model_id: str, dst_path: Path | None) -> Path:
+        """A local folder with the model's files: in place where the store is local and
+        `dst_path` is None, else downloaded or copied into `dst_path` (a new folder by
+        default)."""
+        ...

@@ -47,6 +47,7 @@ JOURNAL = "journal.jsonl"
 SUMMARY = "summary.json"
 HISTORY = "history.idx"  # derived: every metric point per key (`HistoryIndex`)
 ARTIFACTS = "artifacts"  # a run folder's artifacts, beside its journal and summary
+MODELS = "models"  # a spooled run's logged models waiting for their own upload, by id
 _READ_CHUNK = 4 << 20
 
 
@@ -58,6 +59,7 @@ class Kind(str, Enum):
     DELETE_TAG = "dt"  # key
     LIFECYCLE = "lc"  # stage
     INPUTS = "in"  # datasets "d"
+    LOGGED_MODEL = "lm"  # id, name, path, time, params "p", latest metrics "m"
 
     def __str__(self) -> str:
         return self.value
@@ -127,6 +129,7 @@ class RunState:
     # key -> [value, timestamp, step] of the latest point, ordered as MLflow does
     metrics: dict[str, list[Any]] = field(default_factory=dict)
     inputs: list[dict[str, Any]] = field(default_factory=list)
+    models: list[dict[str, Any]] = field(default_factory=list)  # logged models: id, name, path
     offset: int = 0
 
     def apply(self, record: dict[str, Any]) -> None:
@@ -152,6 +155,8 @@ class RunState:
             self.lifecycle_stage = record["stage"]
         elif kind == Kind.INPUTS:
             self.inputs.extend(record["d"])
+        elif kind == Kind.LOGGED_MODEL:
+            self.models.append({k: record[k] for k in ("id", "name", "path")})
 
     def to_run(self) -> Run:
         info = RunInfo(

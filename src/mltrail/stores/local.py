@@ -5,6 +5,7 @@ Layout under the root folder::
     names/<sha1 of name>        experiment id, linked into place whole (race-free)
     <experiment_id>/meta.json   the experiment
     <experiment_id>/<run_id>/   journal.jsonl, summary.json, artifacts/
+    logged_models/<model_id>.json   a logged model's run, experiment and artifact path
 
 Each logging call appends one line with one `write` on an `O_APPEND` descriptor
 before it returns, so a crash or SIGKILL loses nothing already logged, and
@@ -20,6 +21,7 @@ import hashlib
 import json
 import os
 import queue
+import re
 import shutil
 import threading
 import time
@@ -36,6 +38,7 @@ from ..entities import (
     Experiment,
     FileInfo,
     LifecycleStage,
+    LoggedModel,
     Metric,
     PagedList,
     Param,
@@ -63,6 +66,8 @@ _META = "meta.json"
 _CATALOG = "runs.catalog"  # in an experiment folder: its runs' states, a listing cache
 _SNAPSHOTS = 4  # listings kept for their next pages
 STAGING = "staging"  # inside a run folder: artifacts being written (`stage_artifacts`)
+LOGGED_MODELS = "logged_models"  # under the root: one small JSON file per logged model id
+_MODEL_ID_RE = re.compile(r"^m-[0-9a-f]{32}$")
 
 
 def now_ms() -> int:
@@ -573,6 +578,111 @@ class LocalStore:
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
+
+    # logged models ---------------------------------------------------------
+
+    @contextlib.contextmanager
+    def stage_logged_model(
+        self, run_id: str, model_id: str, name: str, artifact_path: str, *, apart: bool = False
+    ) -> Iterator[Path]:
+        """A model with its own id, kept where a run's artifacts are (MLflow's run layout).
+
+        The files are published first, then the run's journal records the model (its
+        id, name, path, and the run's params and latest metrics as they are now), then
+        the index file that resolves `models:/<model_id>` is written. With `apart` (the
+        remote store's spool), the files go to the run folder's `models/<model_id>/`
+        instead of its artifacts: the sender uploads them to where the server wants
+        the model, once it has read the record.
+        """
+        if not _MODEL_ID_RE.match(model_id):
+            raise InvalidParameterError(
+                f"Invalid logged model id {model_id!r}: expected m-<32 hex digits>",
+                key="model_id",
+            )
+        run_dir = self.run_dir(run_id)
+        if apart:
+            target = run_dir / journal.MODELS / model_id
+            if target.exists():
+                raise AlreadyExistsError(
+                    f"Run {run_id} already has a model {model_id}", resource_id=model_id
+                )
+            staging = run_dir / STAGING / uuid.uuid4().hex
+            staging.mkdir(parents=True)
+            try:
+                yield staging
+                target.parent.mkdir(exist_ok=True)
+                staging.rename(target)
+            finally:
+                if staging.exists():
+                    shutil.rmtree(staging, ignore_errors=True)
+        else:
+            with self.stage_artifacts(run_id, artifact_path) as folder:
+                yield folder
+        with self._lock:
+            state = self._opened(run_id).state
+            record = {
+                "k": Kind.LOGGED_MODEL.value,
+                "id": model_id,
+                "name": name,
+                "path": artifact_path,
+                "time": now_ms(),
+                "p": dict(state.params),
+                "m": [[k, v, ts, step] for k, (v, ts, step) in state.metrics.items()],
+            }
+            self._append(run_id, record)
+        index = self.root / LOGGED_MODELS
+        index.mkdir(exist_ok=True)
+        entry = {
+            "model_id": model_id,
+            "run_id": run_id,
+            "experiment_id": state.experiment_id,
+            "name": name,
+            "artifact_path": artifact_path,
+            "params": record["p"],
+            "creation_timestamp": record["time"],
+        }
+        journal.write_json_atomic(index / f"{model_id}.json", entry)
+
+    def logged_model_entry(self, model_id: str) -> dict[str, Any] | None:
+        """The index entry of a model logged here (run_id, artifact_path, ...), or None."""
+        if not isinstance(model_id, str) or not _MODEL_ID_RE.match(model_id):
+            return None
+        try:
+            return json.loads((self.root / LOGGED_MODELS / f"{model_id}.json").read_text())
+        except FileNotFoundError:
+            return None
+
+    def _model_entry(self, model_id: str) -> dict[str, Any]:
+        entry = self.logged_model_entry(model_id)
+        if entry is None:
+            raise NotFoundError(
+                f"No logged model {model_id!r} in {self.root}", resource_id=model_id
+            )
+        return entry
+
+    def get_logged_model(self, model_id: str) -> LoggedModel:
+        entry = self._model_entry(model_id)
+        folder = self._artifact_root(entry["run_id"]) / entry["artifact_path"]
+        return LoggedModel(
+            model_id=model_id,
+            experiment_id=entry["experiment_id"],
+            name=entry["name"],
+            source_run_id=entry["run_id"],
+            artifact_location=folder.as_uri(),
+            params=dict(entry.get("params") or {}),
+            creation_timestamp=entry.get("creation_timestamp"),
+        )
+
+    def run_logged_models(self, run_id: str) -> list[LoggedModel]:
+        with self._lock:
+            logged = list(self._state(run_id).models)
+        return [self.get_logged_model(m["id"]) for m in logged]
+
+    def download_logged_model(self, model_id: str, dst_path: Path | None) -> Path:
+        entry = self._model_entry(model_id)
+        if dst_path is None:
+            return self._artifact_root(entry["run_id"]) / entry["artifact_path"]
+        return self.download_artifacts(entry["run_id"], entry["artifact_path"], dst_path)
 
     def list_artifacts(self, run_id: str, path: str | None) -> list[FileInfo]:
         root = self._artifact_root(run_id)

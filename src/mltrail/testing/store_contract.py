@@ -591,6 +591,23 @@ def test_max_results_bounds(client: TrackingClient, experiment_id: str) -> None:
 # artifacts -----------------------------------------------------------------
 
 
+def test_logged_model_by_its_id(client: TrackingClient, run_id: str, tmp_path: Path) -> None:
+    if not client.logs_model_ids:
+        pytest.skip("this store keeps models as run artifacts only (no LoggedModelStore)")
+    model_id = client.new_model_id()
+    with client.stage_logged_model(run_id, model_id, "net", "net") as folder:
+        (folder / "MLmodel").write_text("flavors: {}\n")
+        (folder / "weights.bin").write_bytes(b"\x00\x01\xff")
+    model = client.get_logged_model(model_id)
+    assert (model.source_run_id, model.name, model.status) == (run_id, "net", "READY")
+    assert [m.model_id for m in client.run_logged_models(run_id)] == [model.model_id]
+    assert client.get_logged_model(model.model_id).model_id == model.model_id
+    got = Path(client.download_logged_model(model_id, str(tmp_path / "out")))
+    assert (got / "weights.bin").read_bytes() == b"\x00\x01\xff"
+    with pytest.raises(NotFoundError):
+        client.get_logged_model(f"m-{'0' * 32}")
+
+
 def test_artifacts_log_list_download(client: TrackingClient, run_id: str, tmp_path: Path) -> None:
     payload = os.urandom(20_000) + b"\x00\n\r\xff"
     source = tmp_path / "src"

@@ -157,11 +157,20 @@ class RestRegistry:
             # A run logged offline has a local id until it reaches the server, and the
             # model files must be uploaded before the server is told about them.
             server_id = self.store.server_run_id(run_id)
-            source = source.replace(f"runs:/{run_id}/", f"runs:/{server_id}/", 1)
+            prefix = f"runs:/{run_id}/"
+            if source.startswith(prefix):
+                # On an MLflow 3 server the run's model is a LoggedModel with its own
+                # files: the version is registered from it, as MLflow 3's client does.
+                model = self.store.run_logged_model(server_id, source[len(prefix) :].strip("/"))
+                source = f"models:/{model.model_id}" if model else f"runs:/{server_id}/" + (
+                    source[len(prefix) :]
+                )
             run_id = server_id
         payload: dict[str, Any] = {"name": name, "source": source, "tags": _tags(tags)}
         if run_id:
             payload["run_id"] = run_id
+        if source.startswith("models:/m-") and "/" not in source[len("models:/") :]:
+            payload["model_id"] = source[len("models:/") :]  # an MLflow 3 logged model
         if description:
             payload["description"] = description
         with self._model(name):

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from ...exceptions import (
     AlreadyExistsError,
     AuthError,
+    InvalidParameterError,
     MltrailError,
     NotFoundError,
     RemoteError,
@@ -45,7 +46,10 @@ from .http import (
     request_sent,
 )
 from .spool import (
+    ARTIFACTS,
+    CLIENT_MODEL_ID_TAG,
     CLIENT_RUN_ID_TAG,
+    MODELS,
     REFUSED,
     RunLock,
     ShipState,
@@ -168,6 +172,8 @@ class Shipper:
         self.batches_in_flight = BATCHES_IN_FLIGHT
         self._progress_lock = threading.Lock()  # uploads run on several threads
         self._inputs_lock = threading.Lock()
+        # Whether the server has MLflow 3's logged-models API: None until asked, once.
+        self.logged_models: bool | None = None
 
     def _call(self, method: str, endpoint: str, payload: dict[str, Any], **kwargs: Any) -> Any:
         answer = self.http.call(method, endpoint, payload, **kwargs)
@@ -416,6 +422,10 @@ class Shipper:
                         batch.bytes += extra
                 elif kind == Kind.INPUTS:
                     datasets.append(record)
+                elif kind == Kind.LOGGED_MODEL:
+                    send()
+                    commit(flight.drain(state.offset))
+                    self._ship_logged_model(run_dir, state, record, result)
                 else:
                     send()
                     commit(flight.drain(state.offset))
@@ -560,19 +570,209 @@ class Shipper:
                 time.sleep(0.2)
                 self._call("POST", "runs/log-inputs", payload, retries=self.retries)
 
-    # artifacts -----------------------------------------------------------
+    # logged models -------------------------------------------------------
 
-    def _ship_artifacts(self, run_dir: Path, state: ShipState, result: ShipResult) -> None:
-        files = pending_artifacts(run_dir)
-        if not files:
-            return
+    def _ship_logged_model(
+        self, run_dir: Path, state: ShipState, record: dict[str, Any], result: ShipResult
+    ) -> None:
+        """A logged model, as MLflow 3's `log_model` makes it, where the server can.
+
+        On a server with the logged-models API: the LoggedModel is created (once, see
+        `_create_logged_model`) with the run as its source and the run's params, the
+        run's latest metrics are logged for it, its files are uploaded to its own
+        artifact location, it is linked as the run's output and finalized READY. On an
+        older server the files become run artifacts under the model's path, as before.
+        Every step is safe to repeat, so an interruption anywhere only repeats steps.
+        """
+        model_id = record["id"]
+        entry = state.models.setdefault(model_id, {})
+        run_id = state.server_run_id
+        assert run_id is not None
+        folder = f"{MODELS}/{model_id}"
+        try:
+            if entry.get("server_id") is None and self.logged_models is not False:
+                self._create_logged_model(run_dir, state, record, entry, result)
+            server_id = entry.get("server_id")
+            if server_id is None:  # an older server: the run's artifacts, as before
+                root = self._run_artifact_uri(run_dir, state)
+                self._upload_files(run_dir, folder, f"{root}/{record['path']}", state, result)
+                entry["run_artifacts"] = True
+                state.save(run_dir)
+                return
+            if not entry.get("filled"):
+                self._fill_logged_model(run_dir, state, record, entry, result)
+            self._upload_files(run_dir, folder, entry["artifact_uri"], state, result)
+            if not entry.get("linked"):
+                self._link_output(run_id, server_id, result)
+                entry["linked"] = True
+                state.save(run_dir)
+            self._call(
+                "PATCH",
+                f"logged-models/{server_id}",
+                {"model_id": server_id, "status": "LOGGED_MODEL_READY"},
+                retries=self.retries,
+            )
+            result.requests += 1
+        except MltrailError as exc:
+            if not _refusal(exc):
+                raise
+            # A refused LoggedModel still has files the user logged: they go where an
+            # older server keeps models, the run's artifacts, before the record is set
+            # aside (so they are neither lost nor left pending for ever).
+            root = self._run_artifact_uri(run_dir, state)
+            self._upload_files(run_dir, folder, f"{root}/{record['path']}", state, result)
+            entry["run_artifacts"] = True
+            state.save(run_dir)
+            self._set_aside(run_dir, run_id, record, 1, exc, result)
+        finally:
+            with contextlib.suppress(OSError):  # empty once every file is uploaded
+                for path in sorted((run_dir / folder).glob("**/"), reverse=True):
+                    path.rmdir()
+
+    def _create_logged_model(
+        self,
+        run_dir: Path,
+        state: ShipState,
+        record: dict[str, Any],
+        entry: dict[str, Any],
+        result: ShipResult,
+    ) -> None:
+        """Create the LoggedModel exactly once, or learn that the server has no such API.
+
+        The model carries the `mltrail.clientModelId` tag. A create whose answer may have
+        been lost (`create_sent`) is looked up by that tag first, and so is the first
+        model this shipper sends: a server without the API answers the lookup 404
+        (Flask's page for an unknown route), which is remembered for the process.
+        """
+        model_id = record["id"]
+        experiment_id = state.server_experiment_id or self.resolve_experiment(run_dir.parent)
+        if entry.get("create_sent") or self.logged_models is None:
+            try:
+                found = self._call(
+                    "POST",
+                    "logged-models/search",
+                    {
+                        "experiment_ids": [experiment_id],
+                        "filter": f"tags.`{CLIENT_MODEL_ID_TAG}` = '{model_id}'",
+                        "max_results": 1,
+                    },
+                    retries=self.retries,
+                )
+            except NotFoundError:
+                self.logged_models = False
+                return
+            result.requests += 1
+            self.logged_models = True
+            models = found.get("models") or []
+            if models:
+                self._learn_model(run_dir, state, entry, models[0]["info"])
+                return
+        entry["create_sent"] = True
+        state.save(run_dir)
+        params = [{"key": k, "value": v} for k, v in (record.get("p") or {}).items()]
+        # The run's context tags (user, source, git), as MLflow 3 gives a model its
+        # context: the UI's "Logged from" reads them.
+        tags = {
+            k: v
+            for k, v in (state.create.get("tags") or {}).items()
+            if k == "mlflow.user" or k.startswith("mlflow.source.")
+        }
+        tags[CLIENT_MODEL_ID_TAG] = model_id
+        answer = self._call(
+            "POST",
+            "logged-models",
+            {
+                "experiment_id": experiment_id,
+                "name": record["name"],
+                "source_run_id": state.server_run_id,
+                "params": params[:MAX_PARAMS],
+                "tags": [{"key": k, "value": v} for k, v in tags.items()],
+            },
+            retries=0,  # not idempotent: a retry looks the tag up again first
+        )
+        result.requests += 1
+        self._learn_model(run_dir, state, entry, answer["model"]["info"])
+
+    def _fill_logged_model(
+        self, run_dir: Path, state: ShipState, record: dict[str, Any], entry: dict[str, Any],
+        result: ShipResult,
+    ) -> None:
+        """The params beyond the create's first 100 and the run's latest metrics, logged
+        for the model once (again only if their answer was lost: the server keeps one
+        copy of a param value or a metric point)."""
+        server_id = entry["server_id"]
+        params = [{"key": k, "value": v} for k, v in (record.get("p") or {}).items()]
+        for start in range(MAX_PARAMS, len(params), MAX_PARAMS):
+            self._call(
+                "POST",
+                f"logged-models/{server_id}/params",
+                {"model_id": server_id, "params": params[start : start + MAX_PARAMS]},
+                retries=self.retries,
+            )
+            result.requests += 1
+        metrics = [
+            {"key": k, "value": v, "timestamp": ts, "step": step, "model_id": server_id}
+            for k, v, ts, step in record.get("m") or []
+        ]
+        for start in range(0, len(metrics), MAX_METRICS):
+            # The same points as the run's, now also the model's: the server keeps one
+            # copy of a point in the run's history and links it to the model.
+            self._call(
+                "POST",
+                "runs/log-batch",
+                {"run_id": state.server_run_id, "metrics": metrics[start : start + MAX_METRICS]},
+                retries=self.retries,
+            )
+            result.requests += 1
+        entry["filled"] = True
+        state.save(run_dir)
+
+    def _learn_model(
+        self, run_dir: Path, state: ShipState, entry: dict[str, Any], info: dict[str, Any]
+    ) -> None:
+        entry["server_id"] = info["model_id"]
+        entry["artifact_uri"] = info["artifact_uri"]
+        state.save(run_dir)
+
+    def _link_output(self, run_id: str, server_id: str, result: ShipResult) -> None:
+        """`runs/outputs`, which the server refuses when the link exists already (a
+        repeat after a lost answer): then the run's outputs are read to tell."""
+        payload = {"run_id": run_id, "models": [{"model_id": server_id, "step": 0}]}
+        try:
+            self._call("POST", "runs/outputs", payload, retries=self.retries)
+        except InvalidParameterError:
+            answer = self._call("GET", "runs/get", {"run_id": run_id}, retries=self.retries)
+            outputs = (answer.get("run", {}).get("outputs") or {}).get("model_outputs") or []
+            if not any(o.get("model_id") == server_id for o in outputs):
+                raise
+        result.requests += 1
+
+    def _run_artifact_uri(self, run_dir: Path, state: ShipState) -> str:
         if state.artifact_uri is None:
             answer = self._call(
                 "GET", "runs/get", {"run_id": state.server_run_id}, retries=self.retries
             )
             state.artifact_uri = answer["run"]["info"]["artifact_uri"]
             state.save(run_dir)
-        artifact_uri = state.artifact_uri
+        return state.artifact_uri
+
+    # artifacts -----------------------------------------------------------
+
+    def _ship_artifacts(self, run_dir: Path, state: ShipState, result: ShipResult) -> None:
+        if not pending_artifacts(run_dir):
+            return
+        self._upload_files(
+            run_dir, ARTIFACTS, self._run_artifact_uri(run_dir, state), state, result
+        )
+
+    def _upload_files(
+        self, run_dir: Path, folder: str, artifact_uri: str, state: ShipState, result: ShipResult
+    ) -> None:
+        """Upload the files under the run folder's `folder` to `artifact_uri` (written
+        wherever it says, `ArtifactRoots`), removing each once it is there."""
+        files = pending_artifacts(run_dir, folder)
+        if not files:
+            return
         counted = threading.Lock()
 
         def upload(item: tuple[str, Path]) -> None:
@@ -623,6 +823,8 @@ def _describe(record: dict[str, Any]) -> str:
         return f"delete tag {record.get('key')!r}"
     if kind == Kind.INPUTS:
         return "dataset inputs"
+    if kind == Kind.LOGGED_MODEL:
+        return f"logged model {record.get('name')!r}"
     return f"record {kind!r}"
 
 

@@ -10,6 +10,8 @@ never from its credentials. Inside, a local store (the same journals as
     <exp>/<run>/ship.json              what of this run the server already has
     <exp>/<run>/.ship.lock             held (flock) by whoever ships the run
     <exp>/<run>/refused.jsonl          records the server refused, set aside with why
+    <exp>/<run>/models/<model_id>/     a logged model's files, until the sender uploads
+                                       them (to the LoggedModel, or to an older server's run)
 
 `ship.json` is replaced atomically after each request that the server accepted,
 so shipping resumes exactly where it stopped, whichever process stopped.
@@ -46,7 +48,9 @@ SERVER_FILE = "server.json"
 EXPERIMENT_MAP = "experiments.json"
 LOCK_FILE = ".ship.lock"
 ARTIFACTS = journal.ARTIFACTS  # the same run-folder layout as the local store
+MODELS = journal.MODELS
 CLIENT_RUN_ID_TAG = "mltrail.clientRunId"
+CLIENT_MODEL_ID_TAG = "mltrail.clientModelId"  # a LoggedModel's id in the spool, for lookups
 REFUSED = "refused.jsonl"  # records the server refused, set aside (see Shipper._set_aside)
 
 
@@ -101,6 +105,10 @@ class ShipState:
         error: the last permanent refusal by the server, for `mltrail sync` to report.
         pruned: once the run was delivered and its journal removed, how many bytes that
             freed and when (ms): the rest of the folder is the run's receipt.
+        models: per logged model (by the id mltrail gave it): `server_id` and
+            `artifact_uri` once the server made it a LoggedModel, `create_sent` while
+            its creation may have reached the server, `linked` once it is the run's
+            output, `run_artifacts` when an older server got it as run artifacts.
     """
 
     client_run_id: str
@@ -114,6 +122,7 @@ class ShipState:
     uploaded: int = 0
     error: str | None = None
     pruned: dict[str, int] | None = None
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, run_dir: Path) -> ShipState:
@@ -162,9 +171,12 @@ def unsent_bytes(run_dir: Path, offset: int) -> bool:
     return False
 
 
-def pending_artifacts(run_dir: Path) -> list[tuple[str, Path]]:
-    """Artifact files still waiting for upload: (path relative to the run's artifacts, file)."""
-    root = run_dir / ARTIFACTS
+def pending_artifacts(run_dir: Path, folder: str = ARTIFACTS) -> list[tuple[str, Path]]:
+    """Files still waiting for upload: (path relative to `folder` of the run, file).
+
+    `folder` is the run's artifacts, or `models/<model_id>` for a logged model's files.
+    """
+    root = run_dir / folder
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
@@ -180,7 +192,7 @@ def pending(run_dir: Path, state: ShipState | None = None) -> Pending:
     records, points = journal.count_after(run_dir / journal.JOURNAL, state.offset)
     return Pending(
         records=records,
-        artifacts=len(pending_artifacts(run_dir)),
+        artifacts=len(pending_artifacts(run_dir)) + len(pending_artifacts(run_dir, MODELS)),
         created=state.server_run_id is not None,
         points=points,
     )
@@ -216,7 +228,7 @@ def prune_delivered(run_dir: Path, state: ShipState) -> int:
         return 0
     if size and (unsent_bytes(run_dir, state.offset) or state.offset != size):
         return 0
-    if pending_artifacts(run_dir):
+    if pending_artifacts(run_dir) or pending_artifacts(run_dir, MODELS):
         return 0
     run_state = journal.load_state(run_dir)
     if not RunStatus.is_terminated(run_state.status):

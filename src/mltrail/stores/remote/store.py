@@ -39,6 +39,7 @@ import functools
 import math
 import os
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -54,6 +55,7 @@ from ...entities import (
     DatasetInput,
     Experiment,
     FileInfo,
+    LoggedModel,
     Metric,
     PagedList,
     Param,
@@ -77,7 +79,7 @@ from .ids import RunIds, RunRef
 from .sender import Sender
 from .shipper import Shipper
 from .spool import CLIENT_RUN_ID_TAG, RunLock, ShipState, Spool, pending
-from .wire import metric_value, parse_experiment, parse_run, tag_list
+from .wire import metric_value, parse_experiment, parse_logged_model, parse_run, tag_list
 
 T = TypeVar("T")
 LOCAL_EXPERIMENT_PREFIX = "local-"  # an experiment created while the server was down
@@ -916,6 +918,130 @@ class RestStore:
             yield folder
         self.sender.notify(ref.spool_id, ref.run_dir)
 
+    # logged models ---------------------------------------------------------
+
+    @contextlib.contextmanager
+    def stage_logged_model(
+        self, run_id: str, model_id: str, name: str, artifact_path: str
+    ) -> Iterator[Path]:
+        """The model waits in the spool apart from the run's artifacts; the sender makes
+        it a LoggedModel where the server has them, run artifacts where it has not."""
+        ref = self._ref(run_id)
+        with self.spool.store.stage_logged_model(
+            ref.spool_id, model_id, name, artifact_path, apart=True
+        ) as folder:
+            yield folder
+        self.sender.notify(ref.spool_id, ref.run_dir)
+
+    def get_logged_model(self, model_id: str) -> LoggedModel:
+        """A model by the server's id, or by the id mltrail gave it (waiting, as
+        `server_run_id` does, for its delivery)."""
+        entry = self.spool.store.logged_model_entry(model_id)
+        if entry is None:
+            return self._server_logged_model(model_id)
+        ref = self._ref(entry["run_id"])
+        self._flush_for_read(ref)
+        shipped = ShipState.load(ref.run_dir).models.get(model_id, {})
+        if not (shipped.get("server_id") or shipped.get("run_artifacts")):
+            self.sender.notify(ref.spool_id, ref.run_dir)
+            self.sender.flush(_flush_timeout(), [ref.spool_id])
+        state = ShipState.load(ref.run_dir)
+        shipped = state.models.get(model_id, {})
+        if shipped.get("server_id"):
+            return self._server_logged_model(shipped["server_id"])
+        if shipped.get("run_artifacts") and state.server_run_id and state.artifact_uri:
+            return LoggedModel(
+                model_id=model_id,
+                experiment_id=state.server_experiment_id or "",
+                name=entry["name"],
+                source_run_id=state.server_run_id,
+                artifact_location=f"{state.artifact_uri}/{entry['artifact_path']}",
+                params=dict(entry.get("params") or {}),
+                creation_timestamp=entry.get("creation_timestamp"),
+            )
+        raise RemoteError(
+            f"Logged model {model_id} is not on {self.uri} yet; run `mltrail sync` once the "
+            "server answers",
+            error_code="TEMPORARILY_UNAVAILABLE",
+        )
+
+    def _server_logged_model(self, model_id: str) -> LoggedModel:
+        try:
+            answer = self.http.call("GET", f"logged-models/{model_id}")
+        except NotFoundError:
+            raise NotFoundError(
+                f"No logged model {model_id!r} on {self.uri}", resource_id=model_id
+            ) from None
+        return parse_logged_model(answer["model"])
+
+    def download_logged_model(self, model_id: str, dst_path: Path | None) -> Path:
+        model = self.get_logged_model(model_id)
+        root = model.artifact_location
+        if dst_path is not None:
+            target = Path(dst_path) / model.name.rsplit("/", 1)[-1]
+        else:
+            target = Path(tempfile.mkdtemp(prefix="mltrail-model-"))
+        entries = self.artifacts.list(root, "")
+        if not entries:
+            raise NotFoundError(
+                f"Logged model {model_id} has no files on {self.uri}", resource_id=model_id
+            )
+        self._download_dir(root, "", entries, target)
+        return target
+
+    def run_logged_model(self, run_id: str, name: str) -> LoggedModel | None:
+        """The latest LoggedModel named `name` that run `run_id` logged, or None (also on
+        a server without logged models): how MLflow 3 resolves `runs:/<run>/<name>`."""
+        if not name or self.sender.shipper.logged_models is False:
+            return None
+        server_id = self.server_run_id(run_id)
+        run = self._server_run(server_id)
+        try:
+            found = self.http.call(
+                "POST",
+                "logged-models/search",
+                {
+                    "experiment_ids": [run.info.experiment_id],
+                    "filter": f"source_run_id = '{server_id}' AND name = '{name}'",
+                    "order_by": [{"field_name": "creation_timestamp", "ascending": False}],
+                    "max_results": 1,
+                },
+            )
+        except NotFoundError:
+            return None  # a server without logged models
+        models = found.get("models") or []
+        return parse_logged_model(models[0]) if models else None
+
+    def run_logged_models(self, run_id: str) -> list[LoggedModel]:
+        """The LoggedModels a run logged, oldest first (none on an older server)."""
+        if self.sender.shipper.logged_models is False:
+            return []
+        server_id = self.server_run_id(run_id)
+        run = self._server_run(server_id)
+        try:
+            found = self.http.call(
+                "POST",
+                "logged-models/search",
+                {
+                    "experiment_ids": [run.info.experiment_id],
+                    "filter": f"source_run_id = '{server_id}'",
+                    "order_by": [{"field_name": "creation_timestamp", "ascending": True}],
+                    "max_results": 100,
+                },
+            )
+        except NotFoundError:
+            return []
+        return [parse_logged_model(m) for m in found.get("models") or []]
+
+    def _run_model_root(self, run_id: str, path: str) -> tuple[str, str] | None:
+        """(artifact URI of the run's LoggedModel, rest of `path` inside it) for
+        `runs:/<run>/<name>/...` reads of a model the server keeps apart from the run."""
+        name, _, rest = path.partition("/")
+        model = self.run_logged_model(run_id, name)
+        if model is None:
+            return None
+        return model.artifact_location, rest
+
     def list_artifacts(self, run_id: str, path: str | None) -> list[FileInfo]:
         ref = self._known(run_id)
         self._flush_for_read(ref)
@@ -924,6 +1050,9 @@ class RestStore:
         def from_server() -> list[FileInfo]:
             root = self._artifact_uri(ref, run_id)
             entries = self.artifacts.list(root, path)
+            if not entries and path and (model := self._run_model_root(run_id, path)):
+                model_root, rest = model
+                entries = self.artifacts.list(model_root, rest)
             infos = []
             for entry in entries:
                 rel = f"{path}/{entry['path']}" if path else entry["path"]
@@ -952,6 +1081,12 @@ class RestStore:
             root = self._artifact_uri(ref, run_id)
             target = Path(dst_path) / (path.rsplit("/", 1)[-1] if path else "artifacts")
             entries = self.artifacts.list(root, path)
+            if not entries and path and (model := self._run_model_root(run_id, path)):
+                root, path_in_model = model
+                entries = self.artifacts.list(root, path_in_model)
+                if entries:
+                    self._download_dir(root, path_in_model, entries, target)
+                    return target
             if entries or not path:
                 self._download_dir(root, path, entries, target)
             else:

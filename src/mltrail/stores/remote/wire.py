@@ -17,6 +17,7 @@ from ...entities import (
     DatasetInput,
     Experiment,
     InputTag,
+    LoggedModel,
     Run,
     RunData,
     RunInfo,
@@ -108,3 +109,20 @@ def tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
 
 
 __all__ = ["encode_json", "metric_value", "parse_experiment", "parse_run", "tag_list"]
+
+
+def parse_logged_model(raw: dict[str, Any]) -> LoggedModel:
+    """A LoggedModel from MLflow 3's JSON (`info` and `data.params`)."""
+    info = raw.get("info", {})
+    params = {p["key"]: p.get("value", "") for p in raw.get("data", {}).get("params", [])}
+    status = str(info.get("status", ""))
+    return LoggedModel(
+        model_id=info["model_id"],
+        experiment_id=str(info.get("experiment_id", "")),
+        name=info.get("name", ""),
+        source_run_id=info.get("source_run_id") or None,
+        artifact_location=info.get("artifact_uri", ""),
+        status=status.removeprefix("LOGGED_MODEL_") or "PENDING",
+        params=params,
+        creation_timestamp=info.get("creation_timestamp_ms"),
+    )
