@@ -13,6 +13,7 @@ import re
 import socket
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,3 +108,88 @@ def distinct_colours(png: Path) -> int:
     with Image.open(png) as image:
         colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
     return len(colours) if colours is not None else 1 << 20
+
+
+def screenshot_after(url: str, png: Path, workdir: Path, *, seconds: float = 20.0,
+                     size: tuple[int, int] = (1400, 1000),
+                     until: Callable[[Path], bool] | None = None) -> bool:
+    """A screenshot of `url` taken after `seconds` of real time, or, with `until`, the first
+    one (every 3 s, for at most `seconds`) for which `until(png)` holds; returns that.
+
+    For pages that load more inside (a web app fetching an artifact into an iframe),
+    where `--screenshot` shoots too early: Chromium is driven over its DevTools pipe
+    (`--remote-debugging-pipe`, JSON messages ending in a NUL byte on fds 3 and 4).
+    """
+    import base64
+    import json
+    import os
+    import time
+
+    exe = executable("chromium", "chromium")
+    workdir.mkdir(parents=True, exist_ok=True)
+    to_chrome_r, to_chrome_w = os.pipe()
+    from_chrome_r, from_chrome_w = os.pipe()
+
+    def child_fds() -> None:  # Chromium reads commands on fd 3 and answers on fd 4
+        os.dup2(to_chrome_r, 3)
+        os.dup2(from_chrome_w, 4)
+
+    proc = subprocess.Popen(
+        [str(exe), *FLAGS, f"--user-data-dir={workdir / 'profile'}",
+         f"--window-size={size[0]},{size[1]}", "--remote-debugging-pipe", "about:blank"],
+        # close_fds would close fds 3 and 4 again after child_fds set them up
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=child_fds,
+        close_fds=False)
+    os.close(to_chrome_r)
+    os.close(from_chrome_w)
+    buffer = b""
+    next_id = 0
+
+    def call(method: str, session: str | None = None, **params: object) -> dict:
+        nonlocal buffer, next_id
+        next_id += 1
+        message: dict[str, object] = {"id": next_id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = session
+        os.write(to_chrome_w, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            while b"\0" in buffer:
+                raw, buffer = buffer.split(b"\0", 1)
+                reply = json.loads(raw)
+                if reply.get("id") == next_id:
+                    if "error" in reply:
+                        raise RuntimeError(f"{method}: {reply['error']}")
+                    return reply["result"]
+            chunk = os.read(from_chrome_r, 1 << 20)
+            if not chunk:
+                raise RuntimeError("Chromium closed its DevTools pipe")
+            buffer += chunk
+        raise TimeoutError(method)
+
+    try:
+        target = call("Target.createTarget", url="about:blank")["targetId"]
+        session = call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        call("Emulation.setDeviceMetricsOverride", session, width=size[0], height=size[1],
+             deviceScaleFactor=1, mobile=False)
+        call("Page.navigate", session, url=url)
+        deadline = time.monotonic() + seconds
+        while True:
+            time.sleep(3 if until is not None else seconds)
+            shot = call("Page.captureScreenshot", session, format="png")
+            png.write_bytes(base64.b64decode(shot["data"]))
+            if until is None:
+                return True
+            if until(png):
+                return True
+            if time.monotonic() > deadline:
+                return False
+    finally:
+        os.close(to_chrome_w)
+        os.close(from_chrome_r)
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

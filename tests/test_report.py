@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from chromium import distinct_colours, open_page
+from chromium import distinct_colours, open_page, screenshot_after
 
 import mltrail
 import mltrail.autologging as autologging
@@ -299,6 +299,37 @@ def test_report_of_a_servers_runs(mlflow_server, tmp_path: Path) -> None:
     client = TrackingClient(mlflow_server.url)
     parent = client.get_run(search["parent_run_id"])
     assert "search_report.html" in _artifacts(client, parent.info.run_id)
+
+
+def _orange_pixels(png: Path, box: tuple[int, int, int, int]) -> int:
+    """Pixels of plotly's second colour (#ff7f0e, the best-so-far line) inside `box`."""
+    from PIL import Image
+
+    with Image.open(png) as image:
+        crop = image.convert("RGB").crop(box)
+        return sum(n for n, (r, g, b) in crop.getcolors(1 << 20)
+                   if abs(r - 255) < 12 and abs(g - 127) < 20 and b < 50)
+
+
+def test_mlflow_ui_shows_the_search_report_inline(mlflow_server, tmp_path: Path) -> None:
+    mltrail.set_tracking_uri(mlflow_server.url)
+    experiment = mltrail.set_experiment("search-report-in-ui")
+    mltrail.hyperopt.autolog()
+    _hyperopt_search()
+    mltrail.flush()
+    client = TrackingClient(mlflow_server.url)
+    (parent,) = client.search_runs([experiment.experiment_id],
+                                   "tags.`hyperopt.best_run_id` != ''")
+    url = (f"{mlflow_server.url}/#/experiments/{experiment.experiment_id}/runs/"
+           f"{parent.info.run_id}/artifacts/search_report.html")
+    png = tmp_path / "search_report_in_ui.png"
+    # MLflow's UI fetches the 4.8 MB artifact and draws it in an iframe, in real seconds.
+    # The artifact pane (right of the file list, left of the assistant panel) then shows
+    # the report's optimization history, whose best-so-far line is orange.
+    shown = screenshot_after(url, png, tmp_path / "ui", seconds=120, size=(1400, 1000),
+                             until=lambda p: _orange_pixels(p, (420, 180, 1020, 1000)) > 100)
+    assert shown, f"no report drawn in MLflow's UI within 120 s: see {png}"
+    assert _orange_pixels(png, (0, 0, 400, 1000)) == 0  # not some orange of the UI itself
 
 
 # parameter importance ------------------------------------------------------------

@@ -106,9 +106,10 @@ class Page:
         lazy = "true" if len(self.charts) > LAZY_AFTER else "false"
         return "".join([
             "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
-            f"<title>{html.escape(self.title)}</title><style>{_CSS}</style>",
-            f"<script>{plotly_js()}</script></head><body>",
+            f"<title>{html.escape(self.title)}</title><style>{_CSS}</style></head><body>",
             *self.parts,
+            # after the content: the text and tables show while the browser parses 4.8 MB
+            f"<script>{plotly_js()}</script>",
             f'<script type="application/json" id="mltrail-data">{_json(data)}</script>',
             f'<script type="application/json" id="mltrail-charts">{_json(self.charts)}</script>',
             f"<script>const MLTRAIL_LAZY={lazy};{_JS}</script></body></html>",
