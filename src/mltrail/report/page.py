@@ -200,10 +200,12 @@ def _trial_table(search: SearchData) -> str:
 # sections ---------------------------------------------------------------------
 
 
-def add_search(page: Page, search: SearchData, heading: str = "h2") -> None:
+def add_search(page: Page, search: SearchData, heading: str = "h2", meta: str = "") -> None:
     best = search.best()
     done = sum(1 for t in search.trials if t.value is not None)
     page.add(f'<section class="search"><{heading}>{html.escape(search.title)}</{heading}>')
+    if meta:
+        page.add(f'<p class="meta">{meta}</p>')
     summary = (f"{len(search.trials)} trials, {done} with a value of "
                f"<b>{html.escape(search.objective)}</b> ({search.direction}).")
     if best is not None:
@@ -274,9 +276,8 @@ def render_report(data: ReportData) -> str:
 def render_search(search: SearchData) -> str:
     """The page a search's parent run carries as `search_report.html`."""
     page = Page(search.title)
-    page.add(f"<h1>{html.escape(search.title)}</h1><p class=\"meta\">made "
-             f"{_time(int(time.time() * 1000))} by mltrail when the search ended.</p>")
-    add_search(page, search, heading="h2")
+    add_search(page, search, heading="h1", meta=f"made {_time(int(time.time() * 1000))} by "
+               "mltrail when the search ended.")
     return page.render({"searches": [_search_json(search)]})
 
 
