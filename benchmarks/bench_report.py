@@ -57,6 +57,7 @@ def bench_search(repeat: int) -> None:
                 started = time.perf_counter()
                 run(None)
                 times[mode].append(time.perf_counter() - started)
+                print(f"  rep {rep} report {mode}: {times[mode][-1]:.3f} s", flush=True)
     autologging.log_search_report = original
     on, off = statistics.median(times["on"]), statistics.median(times["off"])
     print(f"search report on a 20-trial hyperopt search (xgboost objective), {repeat} each:")

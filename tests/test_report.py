@@ -30,6 +30,17 @@ pytest.importorskip("plotly", reason="the report extra: pip install 'mltrail[rep
 HYPEROPT_TRIALS = 12
 OPTUNA_TRIALS = 8
 GRID_C = [0.01, 0.1, 1.0, 10.0]
+# Plot data as sklearn/xgboost autolog record it (`plots.json`), plus a kind the report skips.
+PLOTS = {"version": 1, "plots": [
+    {"name": "training_confusion_matrix", "kind": "confusion_matrix", "title": "Confusion",
+     "labels": ["0", "1"], "counts": [[5.0, 1.0], [2.0, 7.0]],
+     "normalized": [[5 / 6, 1 / 6], [2 / 9, 7 / 9]]},
+    {"name": "training_roc_curve", "kind": "roc_curve", "title": "ROC curve",
+     "x": [0.0, 0.2, 1.0], "y": [0.0, 0.8, 1.0], "auc": 0.88},
+    {"name": "feature_importance_weight", "kind": "feature_importance", "title": "Importance",
+     "features": ["f1", "f0"], "values": [[1.0, 3.0], [2.0, 4.0]]},
+    {"name": "something_else", "kind": "hologram"},
+]}
 
 
 def _hyperopt_search() -> None:
@@ -113,6 +124,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
             _optuna_study()
             _grid_search()
             _xgboost_trainings()
+        with mltrail.start_run(run_name="with-plots"):
+            mltrail.log_dict(PLOTS, "plots.json")
     finally:
         autologging.reset_options()
         mltrail.set_tracking_uri(None)
@@ -189,6 +202,9 @@ def test_report_embeds_exactly_what_was_logged(store: Store, report_file: Path) 
     assert set(searches["hyperopt"]["importance"]) <= {"x", "depth", "kind"}
     assert "Parameter importance" in page and "Optimization history" in page
 
+    (with_plots,) = [r for r in runs.values() if r.info.run_name == "with-plots"]
+    assert data["plots"] == {with_plots.info.run_id: PLOTS["plots"][:3]}
+
 
 def test_report_loads_nothing_from_elsewhere(report_file: Path) -> None:
     page = report_file.read_text(encoding="utf-8")
@@ -207,6 +223,7 @@ def test_report_renders_in_chromium_offline(report_file: Path, tmp_path: Path) -
     assert sorted(drawn) == sorted(charts), "some charts were not drawn"
     assert visit.dom.count('class="main-svg"') >= len(charts)  # plotly's SVG per chart
     assert 'class="parcoords"' in visit.dom
+    assert 'class="hm"' in visit.dom  # the confusion matrix's heatmap
     assert visit.dom.count('class="point"') > HYPEROPT_TRIALS  # scatter markers drawn
 
     png = tmp_path / "report.png"

@@ -25,7 +25,9 @@ AUTOLOGGING_TAG = "mlflow.autologging"
 MAX_DETAIL_RUNS = 200
 # Plot data a run may carry (confusion matrices, curves, importances), drawn by the report
 # without a second computation. See `read_plot_data` for the format.
-PLOT_DATA_ARTIFACT = "plot_data.json"
+PLOT_DATA_ARTIFACT = "plots.json"
+PLOT_KINDS = ("confusion_matrix", "roc_curve", "precision_recall_curve", "feature_importance",
+              "curve", "bar")
 # Metrics whose larger values are better, when nothing else says which way a search went.
 _HIGHER_IS_BETTER = re.compile(r"(score|acc|auc|r2|f1|precision|recall|ap$|map$)", re.I)
 
@@ -184,16 +186,20 @@ def collect(
 
 
 def read_plot_data(client: TrackingClient, run_id: str) -> list[dict[str, Any]]:
-    """The plots a run recorded as data in its `plot_data.json` artifact, if it has one.
+    """The plots a run recorded as numbers in its `plots.json` artifact, if it has one.
 
-    The artifact is `{"plots": [plot, ...]}`, each plot one of
-        {"kind": "confusion_matrix", "title": str, "labels": [str], "matrix": [[number]]}
-        {"kind": "curve", "title": str, "x": [number], "y": [number],
-         "x_label": str, "y_label": str}           (ROC, precision-recall, ...)
-        {"kind": "bar", "title": str, "labels": [str], "values": [number]}  (importances)
-    Whatever records plot data (an integration, user code) writes this file; the report
-    draws each plot beside the run, with no plotting library needed at training time.
-    A plot of another kind is skipped. Unreadable data is skipped, never an error.
+    The artifact is `{"version": 1, "plots": [plot, ...]}` (what sklearn and xgboost
+    autolog write beside their SVG images), each plot one of
+        {"kind": "confusion_matrix", "title", "labels": [str], "counts": [[number]],
+         "normalized": [[number]]}                 (rows true, columns predicted)
+        {"kind": "roc_curve" | "precision_recall_curve", "title", "x": [number],
+         "y": [number], "auc" | "average_precision": number}
+        {"kind": "feature_importance", "title", "features": [str],
+         "values": [number] or [[number], ...] (one list per class)}
+        {"kind": "curve", "title", "x", "y", "x_label", "y_label"}   (any other curve)
+        {"kind": "bar", "title", "labels": [str], "values": [number]}
+    so whatever records plot data (an integration, user code) gets it drawn beside the
+    run. A plot of another kind is skipped; unreadable data is skipped, never an error.
     """
     try:
         names = {f.path for f in client.list_artifacts(run_id)}
@@ -207,8 +213,7 @@ def read_plot_data(client: TrackingClient, run_id: str) -> list[dict[str, Any]]:
     plots = content.get("plots") if isinstance(content, dict) else None
     if not isinstance(plots, list):
         return []
-    kinds = ("confusion_matrix", "curve", "bar")
-    return [p for p in plots if isinstance(p, dict) and p.get("kind") in kinds]
+    return [p for p in plots if isinstance(p, dict) and p.get("kind") in PLOT_KINDS]
 
 
 # searches -------------------------------------------------------------------

@@ -173,29 +173,52 @@ def search_parallel_coordinates(search: SearchData) -> Figure | None:
 
 
 def plot_figure(plot: dict[str, Any]) -> Figure | None:
-    """A plot recorded as data (see `data.read_plot_data`) as a figure; None if malformed."""
+    """A plot recorded as numbers (see `data.read_plot_data`) as a figure; None if malformed."""
+    small = {"margin": _MARGIN, "height": 340, "width": 420}
     try:
-        title = {"text": str(plot.get("title", plot["kind"]))}
-        if plot["kind"] == "confusion_matrix":
+        kind = plot["kind"]
+        title = {"text": str(plot.get("title", kind))}
+        if kind == "confusion_matrix":
             labels = [str(x) for x in plot["labels"]]
-            matrix = [[float(v) for v in row] for row in plot["matrix"]]
-            return {"data": [{"type": "heatmap", "z": matrix, "x": labels, "y": labels,
-                              "colorscale": "Blues", "texttemplate": "%{z}"}],
+            counts = plot.get("counts", plot.get("matrix"))
+            shown = plot.get("normalized", counts)
+            return {"data": [{"type": "heatmap", "z": [[float(v) for v in r] for r in shown],
+                              "x": labels, "y": labels, "colorscale": "Blues",
+                              "text": [[_fmt_count(v) for v in r] for r in counts],
+                              "texttemplate": "%{text}"}],
                     "layout": {"title": title, "xaxis": {"title": {"text": "predicted"}},
                                "yaxis": {"title": {"text": "true"}, "autorange": "reversed"},
-                               "margin": _MARGIN, "height": 340, "width": 420}}
-        if plot["kind"] == "curve":
+                               **small}}
+        if kind in ("roc_curve", "precision_recall_curve", "curve"):
+            x_label, y_label = {"roc_curve": ("false positive rate", "true positive rate"),
+                                "precision_recall_curve": ("recall", "precision")}.get(
+                kind, (str(plot.get("x_label", "")), str(plot.get("y_label", ""))))
+            score = plot.get("auc", plot.get("average_precision"))
+            if score is not None:
+                title = {"text": f"{title['text']} ({'AUC' if 'auc' in plot else 'AP'} "
+                                 f"{float(score):.3f})"}
             return {"data": [{"type": "scatter", "mode": "lines",
                               "x": [float(v) for v in plot["x"]],
                               "y": [float(v) for v in plot["y"]]}],
-                    "layout": {"title": title,
-                               "xaxis": {"title": {"text": str(plot.get("x_label", ""))}},
-                               "yaxis": {"title": {"text": str(plot.get("y_label", ""))}},
-                               "margin": _MARGIN, "height": 340, "width": 420}}
-        if plot["kind"] == "bar":
+                    "layout": {"title": title, "xaxis": {"title": {"text": x_label}},
+                               "yaxis": {"title": {"text": y_label}}, **small}}
+        if kind == "feature_importance":
+            names = [str(x) for x in plot["features"]]
+            values = plot["values"]
+            series = values if values and isinstance(values[0], list) else [values]
+            data = [{"type": "bar", "orientation": "h", "y": names, "name": f"class {i}",
+                     "x": [float(v) for v in row]} for i, row in enumerate(series)]
+            return {"data": data, "layout": {"title": title, "showlegend": len(series) > 1,
+                                             **small, "margin": {**_MARGIN, "l": 120}}}
+        if kind == "bar":
             return {"data": [{"type": "bar", "x": [str(x) for x in plot["labels"]],
                               "y": [float(v) for v in plot["values"]]}],
-                    "layout": {"title": title, "margin": _MARGIN, "height": 340, "width": 420}}
-    except (KeyError, TypeError, ValueError):
+                    "layout": {"title": title, **small}}
+    except (KeyError, TypeError, ValueError, IndexError):
         return None
     return None
+
+
+def _fmt_count(value: Any) -> str:
+    number = float(value)
+    return str(int(number)) if number.is_integer() else f"{number:.3g}"
