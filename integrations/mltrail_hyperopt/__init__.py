@@ -59,6 +59,7 @@ def autolog(
     silent: bool = False,
     extra_tags: dict[str, str] | None = None,
     disable_for_unsupported_versions: bool = False,
+    log_search_report: bool = True,
 ) -> None:
     """Turn hyperopt autologging on (or off with `disable=True`).
 
@@ -72,6 +73,8 @@ def autolog(
         extra_tags: tags added to the search run and every trial run autolog creates.
         disable_for_unsupported_versions: stay off on hyperopt versions outside
             the tested range instead of warning.
+        log_search_report: when the search ends, log `search_report.html` on its
+            run (history, slices, parameter importance; needs `mltrail[report]`).
     """
     autologging.enable(
         sys.modules[__name__],
@@ -82,6 +85,7 @@ def autolog(
         silent=silent,
         extra_tags=extra_tags,
         disable_for_unsupported_versions=disable_for_unsupported_versions,
+        log_search_report=log_search_report,
     )
 
 

@@ -289,6 +289,24 @@ class Search:
         self.session.log_metrics(metrics)
         if tags:
             self.session.set_tags(tags)
+        self.session.safe("log the search report", self._log_report)
+
+    def _log_report(self) -> None:
+        """`search_report.html` on the search run, from this search's trials."""
+        found = []
+        for doc in self.trials.trials:
+            tid = doc.get("tid")
+            if tid in self.tids_at_start or tid is None:
+                continue
+            result = doc.get("result") or {}
+            status = "error" if doc.get("state") == JOB_STATE_ERROR else str(result.get("status"))
+            loss = result.get("loss")
+            found.append(autologging.SearchTrial(
+                number=int(tid), params=self._point_of(doc),
+                value=float(loss) if status == STATUS_OK and _is_number(loss) else None,
+                status=status, run_id=self.memory["trial_runs"].get(tid)))
+        autologging.log_search_report(self.session, found, objective="loss",
+                                      title=f"hyperopt search {self.run_id[:8]}")
 
     def _log_best_params(self, best: dict[str, Any]) -> None:
         point = self._point_of(best)

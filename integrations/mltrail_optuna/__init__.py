@@ -56,6 +56,7 @@ def autolog(
     silent: bool = False,
     extra_tags: dict[str, str] | None = None,
     disable_for_unsupported_versions: bool = False,
+    log_search_report: bool = True,
 ) -> None:
     """Turn Optuna autologging on (or off with `disable=True`).
 
@@ -69,6 +70,8 @@ def autolog(
         extra_tags: tags added to the study's run and every trial run autolog creates.
         disable_for_unsupported_versions: stay off on Optuna versions outside
             the tested range instead of warning.
+        log_search_report: when the study ends, log `search_report.html` on its
+            run (history, slices, parameter importance; needs `mltrail[report]`).
     """
     autologging.enable(
         sys.modules[__name__],
@@ -79,6 +82,7 @@ def autolog(
         silent=silent,
         extra_tags=extra_tags,
         disable_for_unsupported_versions=disable_for_unsupported_versions,
+        log_search_report=log_search_report,
     )
 
 

@@ -344,6 +344,24 @@ class Search:
             if front:
                 numbers = ",".join(str(t.number) for t in sorted(front, key=lambda t: t.number))
                 self.session.set_tags({PARETO_TAG: numbers})
+        self.session.safe("log the search report", self._log_report)
+
+    def _log_report(self) -> None:
+        """`search_report.html` on the study's run, from this call's trials (the first
+        objective of a multi-objective study)."""
+        mine = [t for t in self.study.get_trials(deepcopy=False) if t.number in self.numbers]
+        found = [
+            autologging.SearchTrial(
+                number=t.number, params={clean_key(str(k)): v for k, v in t.params.items()},
+                value=(float(t.values[0]) if t.state == TrialState.COMPLETE and t.values
+                       else None),
+                status=t.state.name, run_id=self.memory.get(t.number))
+            for t in mine
+        ]
+        autologging.log_search_report(
+            self.session, found, objective=self._value_names()[0],
+            direction=self.directions[0].name.lower(),
+            title=f"Optuna study {self.study.study_name}")
 
     def _log_best(self) -> None:
         try:

@@ -32,6 +32,7 @@ def autolog(
     silent: bool = False,
     extra_tags: dict[str, str] | None = None,
     disable_for_unsupported_versions: bool = False,
+    log_search_report: bool = True,
     max_tuning_runs: int | None = 5,
     pos_label: Any = None,
 ) -> None:
@@ -51,6 +52,9 @@ def autolog(
         extra_tags: tags added to every run autolog creates.
         disable_for_unsupported_versions: stay off on scikit-learn versions outside
             the tested range instead of warning.
+        log_search_report: when a search (GridSearchCV, RandomizedSearchCV, ...) ends,
+            log `search_report.html` on its run (every candidate's score, slices,
+            parameter importance; needs `mltrail[report]`).
         max_tuning_runs: how many of a search's best candidates become child runs;
             None for all.
         pos_label: the positive class for binary precision/recall/f1 (else weighted).
@@ -65,6 +69,7 @@ def autolog(
         silent=silent,
         extra_tags=extra_tags,
         disable_for_unsupported_versions=disable_for_unsupported_versions,
+        log_search_report=log_search_report,
         max_tuning_runs=max_tuning_runs,
         pos_label=pos_label,
         log_post_training_metrics=log_post_training_metrics,

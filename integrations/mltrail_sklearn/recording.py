@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+import mltrail.autologging as autologging
 from mltrail.autologging import Session
 
 from . import scores
@@ -369,6 +370,27 @@ def log_search(session: Session, search: Any) -> None:
     with session.stage_artifacts() as folder:  # written in place
         pd.DataFrame(search.cv_results_).to_csv(folder / "cv_results.csv", index=False)
     _log_candidates(session, search.cv_results_)
+    session.safe("log the search report", _log_report, session, search)
+
+
+def _log_report(session: Session, search: Any) -> None:
+    """`search_report.html` from every candidate of `cv_results_` (the child runs hold
+    only the best `max_tuning_runs`): the mean test score of the refit metric."""
+    results = search.cv_results_
+    refit = search.refit if isinstance(search.refit, str) else "score"
+    key = f"mean_test_{refit}" if f"mean_test_{refit}" in results else next(
+        (k for k in results if k.startswith("mean_test_")), None)
+    if key is None:
+        return
+    trials = []
+    for index, params in enumerate(results["params"]):
+        value = float(results[key][index])
+        trials.append(autologging.SearchTrial(
+            number=index, params={k: _param_text(v) for k, v in params.items()},
+            value=value if value == value else None,  # NaN: the candidate's fit failed
+            status="ok" if value == value else "failed"))
+    autologging.log_search_report(session, trials, objective=key, direction="maximize",
+                                  title=f"{type(search).__name__} {session.run_id[:8]}")
 
 
 def _log_candidates(session: Session, cv_results: dict[str, Any]) -> None:

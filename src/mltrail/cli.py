@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, search
+from . import cli_output as output
 from .client import TrackingClient
 from .entities import Experiment, FileInfo, Run, RunStatus, ViewType
 from .exceptions import InvalidParameterError, MltrailError, NotFoundError
@@ -111,6 +112,47 @@ def render_table(
     out = [line(headers), line(["-" * w for w in widths])]
     out.extend(line(row) for row in rows)
     return "\n".join(out)
+
+
+def _records_table(records: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    """Records as a table of `columns`: times readable, numbers right-aligned."""
+    rows = []
+    for record in records:
+        row = []
+        for column in columns:
+            value = record.get(column)
+            if column in ("start_time", "end_time", "creation_time"):
+                row.append(format_time(value))
+            else:
+                row.append(_clip(format_value(value), 40))
+        rows.append(row)
+    right = [i for i, c in enumerate(columns)
+             if c.startswith("metrics.") or c == "duration_s"]
+    return render_table([c.upper() if "." not in c else c for c in columns], rows, right)
+
+
+def _print_records(args: argparse.Namespace, records: Sequence[dict[str, Any]],
+                   nested: Sequence[dict[str, Any]] | None = None) -> None:
+    """Print records as JSON or CSV (`--format`), restricted to `--columns` if given."""
+    wanted = output.parse_columns(getattr(args, "columns", None))
+    columns = output.choose_columns(records, wanted) if wanted else output.all_columns(records)
+    if args.format == "json":
+        if not wanted and nested is not None:
+            print(output.dump_json(list(nested)))
+        else:
+            print(output.dump_json([{c: r.get(c) for c in columns} for r in records]))
+    else:
+        print(output.dump_csv(records, columns))
+
+
+def _add_format_options(parser: argparse.ArgumentParser, columns: bool = True) -> None:
+    parser.add_argument("--format", choices=output.FORMATS, default="table",
+                        help="table (default), json or csv, for programs")
+    if columns:
+        parser.add_argument(
+            "--columns", metavar="COLS", action="append",
+            help="comma-separated columns, patterns allowed: run_id,name,status,start_time,"
+                 "duration_s,params.*,metrics.loss (repeatable)")
 
 
 # lookups -------------------------------------------------------------------
@@ -285,10 +327,21 @@ def runs_table(runs: Sequence[Run], order_by: Sequence[str] = ()) -> str:
     return render_table(headers, rows, right)
 
 
+def _say_empty(args: argparse.Namespace, message: str) -> None:
+    """Nothing to list: a sentence for people, an empty list (or header) for programs."""
+    if args.format == "json":
+        print("[]")
+    elif args.format == "csv":
+        print(output.dump_csv([], output.parse_columns(getattr(args, "columns", None))))
+    else:
+        print(message)
+
+
 def cmd_runs_list(args: argparse.Namespace) -> int:
     client = _client(args)
     if _store_missing(client) and args.experiment is None:
-        print(f"No runs yet in {redact_uri(client.tracking_uri)}. Try `mltrail demo`.")
+        _say_empty(args, f"No runs yet in {redact_uri(client.tracking_uri)}. "
+                         "Try `mltrail demo`.")
         return 0
     if args.all_experiments:
         experiments = client.search_experiments(ViewType.ACTIVE_ONLY)
@@ -299,7 +352,8 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
     else:
         found = _default_experiment(client)
         if found is None:
-            print(f"No runs yet in {redact_uri(client.tracking_uri)}. Try `mltrail demo`.")
+            _say_empty(args, f"No runs yet in {redact_uri(client.tracking_uri)}. "
+                             "Try `mltrail demo`.")
             return 0
         experiments = [found]
         title = (
@@ -311,11 +365,20 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
     page = client.search_runs(
         [e.experiment_id for e in experiments], args.filter or "", view, args.limit, order_by
     )
+    if args.format != "table":
+        _print_records(args, [output.run_record(r) for r in page],
+                       [output.run_nested(r) for r in page])
+        return 0
     print(f"{title}\nat {redact_uri(client.tracking_uri)}\n")
     if not page:
         print("No runs match." if args.filter else "No runs.")
         return 0
-    print(runs_table(list(page), order_by))
+    wanted = output.parse_columns(args.columns)
+    if wanted:
+        records = [output.run_record(r) for _, r in order_as_tree(list(page))]
+        print(_records_table(records, output.choose_columns(records, wanted)))
+    else:
+        print(runs_table(list(page), order_by))
     more = " (more match: raise --limit)" if page.token else ""
     print(f"\n{len(page)} run(s){more}. Details: mltrail runs show <RUN ID>")
     return 0
@@ -358,9 +421,64 @@ def _size(num: int | None) -> str:
     return f"{num} B"
 
 
+def _show_metric(args: argparse.Namespace, client: TrackingClient, run: Run) -> int:
+    """One metric's history: steps, values and a sparkline."""
+    history = client.get_metric_history(run.info.run_id, args.metric)
+    if not history:
+        known = ", ".join(sorted(run.data.metrics)) or "none"
+        raise NotFoundError(f"Run {run.info.run_id} has no metric {args.metric!r} "
+                            f"(its metrics: {known})", resource_id=args.metric)
+    records = output.history_records(history)
+    if args.format == "json":
+        print(output.dump_json({"run_id": run.info.run_id, "key": args.metric,
+                                "history": records}))
+        return 0
+    if args.format == "csv":
+        print(output.dump_csv(records, ["step", "value", "timestamp"]))
+        return 0
+    values = [r["value"] for r in records]
+    finite = [v for v in values if math.isfinite(v)]
+    span = f", min {format_value(min(finite))}, max {format_value(max(finite))}" if finite else ""
+    print(f"Metric {args.metric!r} of run {run.info.run_id}: {len(values)} point(s){span}")
+    print(f"  {output.sparkline(values)}\n")
+    rows = [[str(r["step"]), format_value(r["value"]), format_time(r["timestamp"])]
+            for r in records]
+    print(render_table(["STEP", "VALUE", "TIME"], rows, right=(0, 1)))
+    return 0
+
+
+def _show_records(client: TrackingClient, run: Run) -> tuple[dict[str, Any], list[list[str]]]:
+    """The run as nested JSON, and as section/key/value rows for CSV."""
+    artifacts = _walk_artifacts(client, run.info.run_id)
+    datasets = [
+        {"name": i.dataset.name, "digest": i.dataset.digest, "source_type": i.dataset.source_type,
+         "context": {t.key: t.value for t in i.tags}.get("mlflow.data.context", "")}
+        for i in run.inputs.dataset_inputs
+    ]
+    nested = {**output.run_nested(run), "datasets": datasets,
+              "artifacts": [{"path": f.path, "is_dir": f.is_dir, "file_size": f.file_size}
+                            for f in artifacts]}
+    rows = [["info", k, v] for k, v in nested.items()
+            if k not in ("params", "metrics", "tags", "datasets", "artifacts")]
+    for section in ("params", "metrics", "tags"):
+        rows += [[section, k, v] for k, v in sorted(nested[section].items())]
+    rows += [["artifacts", f.path, f.file_size] for f in artifacts if not f.is_dir]
+    return nested, rows
+
+
 def cmd_runs_show(args: argparse.Namespace) -> int:
     client = _client(args)
     run = client.get_run(resolve_run_id(client, args.run_id))
+    if args.metric:
+        return _show_metric(args, client, run)
+    if args.format != "table":
+        nested, rows = _show_records(client, run)
+        if args.format == "json":
+            print(output.dump_json(nested))
+        else:
+            records = [dict(zip(("section", "key", "value"), r, strict=True)) for r in rows]
+            print(output.dump_csv(records, ["section", "key", "value"]))
+        return 0
     info = run.info
     try:
         experiment = client.get_experiment(info.experiment_id)
@@ -409,9 +527,68 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _children_sorted(client: TrackingClient, args: argparse.Namespace) -> list[Run]:
+    """Every child run of `--children PARENT`, best first by the search's objective (its
+    loss; see `report.data.searches_from_runs`) or by `--sort-by`; runs without it last."""
+    from .report.data import RunRow, searches_from_runs, with_children
+
+    parent = client.get_run(resolve_run_id(client, args.children))
+    family = with_children(client, [parent])
+    children = family[1:]
+    if not children:
+        raise NotFoundError(f"Run {parent.info.run_id} has no child runs",
+                            resource_id=parent.info.run_id)
+    key, descending = args.sort_by, False
+    if key is None:
+        rows = [RunRow.from_run(r) for r in family]
+        found = searches_from_runs(rows) if len(children) > 1 else []
+        if found:
+            key, descending = found[0].objective, found[0].direction == "maximize"
+        else:
+            key = "loss"
+
+    def order(run: Run) -> tuple[bool, float]:
+        value = run.data.metrics.get(key)
+        if value is None or math.isnan(value):
+            return (True, 0.0)
+        return (False, -value if descending else value)
+
+    args.sorted_by = f"{key} ({'highest' if descending else 'lowest'} first)"
+    return sorted(children, key=order)
+
+
 def cmd_runs_compare(args: argparse.Namespace) -> int:
     client = _client(args)
-    runs = [client.get_run(resolve_run_id(client, text)) for text in args.run_ids]
+    if args.children:
+        runs = _children_sorted(client, args)
+    elif args.run_ids:
+        runs = [client.get_run(resolve_run_id(client, text)) for text in args.run_ids]
+    else:
+        raise InvalidParameterError("Give RUN_IDs to compare, or --children PARENT",
+                                    key="run_ids")
+    if args.format != "table" or args.children:
+        records = [output.run_record(r) for r in runs]
+        if args.format != "table":
+            _print_records(args, records, [output.run_nested(r) for r in runs])
+            return 0
+        wanted = output.parse_columns(args.columns)
+        if not wanted:  # what tells the children apart: the params that vary, the metrics
+            varying = [k for k in output.all_columns(records) if k.startswith("params.")
+                       and len({str(r.get(k)) for r in records}) > 1]
+            wanted = ["run_id", "name", "status", *varying, "metrics.*"]
+        columns = output.choose_columns(records, wanted)
+        print(f"{len(runs)} child run(s) of {args.children}, sorted by {args.sorted_by}\n")
+        print(_records_table(records, columns))
+        return 0
+    wanted = output.parse_columns(args.columns)
+    if wanted:
+        records = [output.run_record(r) for r in runs]
+        columns = output.choose_columns(records, wanted)
+        headers = ["", *[f"{r.info.run_id[:SHORT_ID]} {_clip(r.info.run_name, 24)}"
+                         for r in runs]]
+        print(render_table(headers, [[c, *[_clip(format_value(rec.get(c)), 30)
+                                           for rec in records]] for c in columns]))
+        return 0
     headers = ["", *[f"{r.info.run_id[:SHORT_ID]} {_clip(r.info.run_name, 24)}" for r in runs]]
     rows: list[list[str]] = [
         ["status", *[r.info.status for r in runs]],
@@ -473,6 +650,7 @@ def add_runs_commands(subparsers: Subparsers) -> None:
         help=f"at most this many runs (default {DEFAULT_LIMIT})",
     )
     listing.add_argument("--deleted", action="store_true", help="include deleted runs")
+    _add_format_options(listing)
     listing.set_defaults(handler=cmd_runs_list)
 
     show = sub.add_parser(
@@ -481,14 +659,24 @@ def add_runs_commands(subparsers: Subparsers) -> None:
         description="Show one run. RUN_ID may be the short id `runs list` prints.",
     )
     show.add_argument("run_id", metavar="RUN_ID")
+    show.add_argument("--metric", metavar="KEY",
+                      help="this metric's history instead: steps, values and a sparkline")
+    _add_format_options(show, columns=False)
     show.set_defaults(handler=cmd_runs_show)
 
     compare = sub.add_parser(
         "compare",
         help="params and metrics of several runs side by side",
-        description="Compare runs side by side; params whose values differ are marked *.",
+        description="Compare runs side by side; params whose values differ are marked *. "
+        "With --children PARENT: every child of a search, a row each, best first.",
     )
-    compare.add_argument("run_ids", metavar="RUN_ID", nargs="+")
+    compare.add_argument("run_ids", metavar="RUN_ID", nargs="*")
+    compare.add_argument("--children", metavar="PARENT",
+                         help="compare every child run of this run (a search's trials)")
+    compare.add_argument("--sort-by", metavar="METRIC",
+                         help="with --children: sort by this metric, lowest first (default: "
+                              "the search's objective: loss, value, mean_test_score)")
+    _add_format_options(compare)
     compare.set_defaults(handler=cmd_runs_compare)
 
 
@@ -498,10 +686,14 @@ def add_runs_commands(subparsers: Subparsers) -> None:
 def cmd_experiments_list(args: argparse.Namespace) -> int:
     client = _client(args)
     if _store_missing(client):
-        print(f"No experiments yet in {redact_uri(client.tracking_uri)}. Try `mltrail demo`.")
+        _say_empty(args, f"No experiments yet in {redact_uri(client.tracking_uri)}. "
+                         "Try `mltrail demo`.")
         return 0
     view = ViewType.ALL if args.deleted else ViewType.ACTIVE_ONLY
     experiments = client.search_experiments(view)
+    if args.format != "table":
+        _print_records(args, [output.experiment_record(e) for e in experiments])
+        return 0
     rows = [
         [
             e.experiment_id,
@@ -522,7 +714,68 @@ def add_experiments_commands(subparsers: Subparsers) -> None:
     sub = experiments.add_subparsers(dest="experiments_command", metavar="COMMAND", required=True)
     listing = sub.add_parser("list", help="every experiment with its id")
     listing.add_argument("--deleted", action="store_true", help="include deleted experiments")
+    _add_format_options(listing, columns=False)
     listing.set_defaults(handler=cmd_experiments_list)
+
+
+# report --------------------------------------------------------------------
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from . import report  # reads plotly.js only now; `mltrail runs ...` never does
+
+    client = _client(args)
+    try:
+        report.plotly_js()
+    except report.ReportUnavailable as exc:
+        raise MltrailError(f"{exc.message}. Without it, `mltrail runs list` and "
+                           "`mltrail runs compare --children` show runs in the terminal") from None
+    runs: list[Run] = []
+    experiment_ids: list[str] = []
+    if args.runs:
+        runs = [client.get_run(resolve_run_id(client, text)) for text in args.runs]
+        title = args.title or f"mltrail report: {len(runs)} run(s)"
+    else:
+        if args.experiment is not None:
+            experiment = resolve_experiment(client, args.experiment)
+        else:
+            found = None if _store_missing(client) else _default_experiment(client)
+            if found is None:
+                print(f"No runs yet in {redact_uri(client.tracking_uri)}. Try `mltrail demo`.")
+                return 1
+            experiment = found
+        experiment_ids = [experiment.experiment_id]
+        title = args.title or f"mltrail report: experiment {experiment.name!r}"
+    started = time.perf_counter()
+    page = report.build_report(client, experiment_ids=experiment_ids, runs=runs, title=title,
+                               max_detail_runs=args.max_detail_runs, output=args.output)
+    seconds = time.perf_counter() - started
+    target = Path(args.output).resolve()
+    print(f"Wrote {target} ({len(page.encode()) / 1e6:.1f} MB, {seconds:.1f} s); open it in a "
+          f"browser: {target.as_uri()}")
+    return 0
+
+
+def add_report_command(subparsers: Subparsers) -> None:
+    cmd = subparsers.add_parser(
+        "report",
+        help="one self-contained HTML file: runs, charts, every search",
+        description="Write one HTML file that opens offline (plotly.js embedded): the run "
+        "table with its tree, params against metrics, per-step curves, and for each search "
+        "its optimization history, slices and parameter importance. Needs "
+        "`pip install 'mltrail[report]'`.",
+    )
+    cmd.add_argument("--experiment", "-e", metavar="NAME_OR_ID",
+                     help="experiment to report (default: the most recent, as `runs list`)")
+    cmd.add_argument("--runs", metavar="RUN_ID", nargs="+",
+                     help="report these runs (and their child runs) instead")
+    cmd.add_argument("--output", "-o", default="report.html", help="file to write "
+                     "(default report.html)")
+    cmd.add_argument("--title", help="the page's heading")
+    cmd.add_argument("--max-detail-runs", type=_positive_int, default=200, metavar="N",
+                     help="read per-step curves and plot data of the N newest runs "
+                          "(default 200; one request per run and metric on a server)")
+    cmd.set_defaults(handler=cmd_report)
 
 
 # demo ----------------------------------------------------------------------
@@ -570,6 +823,7 @@ COMMAND_GROUPS: list[Callable[[Subparsers], None]] = [
     add_runs_commands,
     add_experiments_commands,
     add_models_commands,
+    add_report_command,
     add_demo_command,
     add_sync_command,
     add_doctor_command,

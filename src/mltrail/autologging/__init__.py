@@ -6,7 +6,8 @@ user's call exactly once), opens a `training_run` in each patched training call,
 and logs through the `Session` it gets: params, tags, metrics (at once or
 buffered per iteration), datasets (`log_input` for array-likes, `log_dataset`
 for a `Dataset` it describes itself), artifacts written in place
-(`stage_artifacts`), finished child runs (`log_child_run`), each step inside
+(`stage_artifacts`), finished child runs (`log_child_run`), a search's report when
+it ends (`log_search_report` with `SearchTrial`s), each step inside
 `Session.safe` so that a logging error is warned about once and training goes on.
 
 A search integration runs each trial in its own child run that user code can log
@@ -36,6 +37,7 @@ from .options import AutologOptions
 from .options import get as options_of
 from .options import reset as reset_options
 from .patching import OriginalCall, class_tree, is_patched, safe_patch
+from .search_report import SEARCH_REPORT_ARTIFACT, log_search_report
 from .session import (
     AUTOLOGGING_TAG,
     MltrailWarning,
@@ -51,6 +53,7 @@ from .session import (
 
 __all__ = [
     "AUTOLOGGING_TAG",
+    "SEARCH_REPORT_ARTIFACT",
     "ActiveRun",
     "AutologOptions",
     "Dataset",
@@ -64,6 +67,7 @@ __all__ = [
     "ParamConflictError",
     "RunStatus",
     "RunTag",
+    "SearchTrial",
     "Session",
     "active_run",
     "adoptable",
@@ -78,6 +82,7 @@ __all__ = [
     "is_patched",
     "isolated",
     "log_keeping_params",
+    "log_search_report",
     "models",
     "options_of",
     "owner_of",
@@ -148,4 +153,8 @@ def __getattr__(name: str) -> Any:
         from .. import plots
 
         return plots
+    if name == "SearchTrial":  # the report module is loaded when a search first ends
+        from ..report import SearchTrial
+
+        return SearchTrial
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,6 +26,9 @@ class AutologOptions:
     silent: bool = False
     extra_tags: dict[str, str] = field(default_factory=dict)
     disable_for_unsupported_versions: bool = False
+    # A search's parent run gets `search_report.html` when the search ends (see
+    # `autologging.log_search_report`); integrations without searches ignore it.
+    log_search_report: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -39,6 +42,7 @@ COMMON = frozenset(
         "silent",
         "extra_tags",
         "disable_for_unsupported_versions",
+        "log_search_report",
     )
 )
 
