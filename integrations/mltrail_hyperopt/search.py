@@ -315,15 +315,20 @@ class Search:
             if (
                 tid in self.tids_at_start
                 or tid in logged
-                or doc.get("state") not in (JOB_STATE_DONE, JOB_STATE_CANCEL)
+                or doc.get("state") not in (JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_CANCEL)
             ):
                 continue
             self.session.safe("log a trial run", self._log_finished_trial, doc)
 
     def _log_finished_trial(self, doc: dict[str, Any]) -> None:
         tid = doc["tid"]
-        if doc.get("state") == JOB_STATE_CANCEL:  # cancelled before it ran, or while it ran
+        state = doc.get("state")
+        if state == JOB_STATE_CANCEL:  # cancelled before it ran, or while it ran
             status, metrics, tags = RunStatus.KILLED, {}, {STATUS_TAG: "cancelled"}
+        elif state == JOB_STATE_ERROR:  # raised in a worker: hyperopt kept (type, message)
+            error = (doc.get("misc") or {}).get("error") or ("", "")
+            status, metrics = RunStatus.FAILED, {}
+            tags = {STATUS_TAG: "error", ERROR_TAG: f"{error[0]}: {error[1]}"[-4000:]}
         else:
             status, metrics, tags = outcome(doc.get("result"), None)
         run = self.client.create_run(
