@@ -6,7 +6,8 @@ two that sleep until the search's timeout cancels them. The objective opens its
 run the course-notes way (`with mltrail.start_run(nested=True):`). It runs on a
 local store and on a real `mlflow server`; each trial's run is checked against
 hyperopt's own record of the trial, and against the same search run with
-`Trials()` in the driver.
+`Trials()` in the driver. These are marked `spark` (minutes; run with `-m spark`);
+the wrapper the executors get is also checked without Spark, in the default run.
 """
 
 from __future__ import annotations
@@ -27,8 +28,6 @@ from system_parts import executable
 
 import mltrail
 from mltrail.entities import RunStatus
-
-pytestmark = pytest.mark.spark
 
 PARENT = "mlflow.parentRunId"
 SEED = 3114  # rand.suggest then draws the modes ok, fail, raise, ok, slow, slow
@@ -189,6 +188,7 @@ def check_spark_search(client: mltrail.TrackingClient, experiment_id: str,
     return parent
 
 
+@pytest.mark.spark
 def test_spark_trials_on_a_local_store(
     spark: Any, autolog: None, tracking_dir: Path, tmp_path: Path
 ) -> None:
@@ -211,6 +211,7 @@ def test_spark_trials_on_a_local_store(
         assert doc["result"] == spark_doc["result"]  # hyperopt's records are unchanged
 
 
+@pytest.mark.spark
 def test_spark_trials_on_an_mlflow_server(
     spark: Any, autolog: None, mlflow_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -229,3 +230,143 @@ def test_spark_trials_on_an_mlflow_server(
         factory.close()
     check_spark_search(client, experiment.experiment_id, trials)
     assert not (tmp_path / "mltrail-runs").exists()
+
+
+SIGTERM_DRIVER = """
+import sys
+import numpy as np
+sys.path[:0] = {paths!r}
+import mltrail
+mltrail.set_tracking_uri({uri!r})
+mltrail.autolog()
+mltrail.xgboost.autolog(log_datasets=False)
+from hyperopt import SparkTrials, fmin, rand
+from pyspark.sql import SparkSession
+from test_spark_trials import SEED, SPACE, make_objective
+spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+         .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
+         .config("spark.python.task.killTimeout", "1s").getOrCreate())
+trials = SparkTrials(parallelism=2, spark_session=spark)  # no timeout: stopped by SIGTERM
+fmin(make_objective(), SPACE, rand.suggest, 6, trials=trials, rstate=np.random.default_rng(SEED),
+     show_progressbar=False)
+"""
+
+
+@pytest.mark.spark
+def test_driver_stopped_by_sigterm_keeps_the_finished_trials(spark: Any, tmp_path: Path) -> None:
+    """SIGTERM while the two slow trials run: the four finished trials keep their complete
+    runs, the running ones and the search end KILLED."""
+    import signal
+    import subprocess
+    import time
+
+    uri = str(tmp_path / "runs")
+    script = SIGTERM_DRIVER.format(
+        paths=[str(ROOT / "src"), str(ROOT / "integrations"), str(ROOT / "tests")], uri=uri
+    )
+    log = open(tmp_path / "driver.log", "wb")  # noqa: SIM115 - closed below
+    driver = subprocess.Popen([sys.executable, "-c", script], stdout=log,
+                              stderr=subprocess.STDOUT, cwd=tmp_path)
+    client = mltrail.TrackingClient(uri)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and driver.poll() is None:
+            runs = client.search_runs(["0"]) if (tmp_path / "runs").exists() else []
+            trials = [r for r in runs if PARENT in r.data.tags]
+            if len(trials) == 6 and sum(r.info.end_time is not None for r in trials) == 4:
+                break  # four ended, the two slow ones running
+            time.sleep(1)
+        assert driver.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
+        driver.send_signal(signal.SIGTERM)
+        assert driver.wait(timeout=60) == -signal.SIGTERM
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        log.close()
+    parent, runs, _ = tree(client, "0")
+    assert parent.info.status == RunStatus.KILLED
+    statuses = [runs[tid].info.status for tid in range(6)]
+    assert statuses == [RunStatus.FINISHED, RunStatus.FAILED, RunStatus.FAILED,
+                        RunStatus.FINISHED, RunStatus.KILLED, RunStatus.KILLED]
+    for tid in (0, 3):
+        history = client.get_metric_history(runs[tid].info.run_id, "validation-rmse")
+        assert len(history) == ROUNDS and "loss" in runs[tid].data.metrics
+
+
+@pytest.mark.spark
+def test_without_mltrail_on_the_executors_the_driver_records_alone(
+    spark: Any, autolog: None, tracking_dir: Path
+) -> None:
+    """mltrail cannot be imported where the trial runs (its import is blocked there while
+    the job is unpickled): the trial still runs, and its run holds the driver's records,
+    tagged, with one warning. Last in this module: a reused Python worker keeps the block."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(100, 3))
+    y = x[:, 0] + rng.normal(scale=0.1, size=100)
+
+    class BlockMltrail:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (exec, ("import sys; sys.modules['mltrail_hyperopt.executor'] = None",))
+
+    block = BlockMltrail()
+
+    def plain_objective(point: dict[str, Any]) -> Any:
+        import xgboost as xgb
+
+        assert block is None  # unpickled on the executor: the block ran
+        booster = xgb.train({"max_depth": point["max_depth"]}, xgb.DMatrix(x, label=y), 2)
+        return float(np.mean((booster.predict(xgb.DMatrix(x)) - y) ** 2))
+
+    trials = SparkTrials(parallelism=2, spark_session=spark)
+    with pytest.warns(mltrail.autologging.MltrailWarning, match="only what the driver sees"):
+        fmin(plain_objective, SPACE, rand.suggest, 2, trials=trials,
+             rstate=np.random.default_rng(SEED), show_progressbar=False)
+    client = mltrail.TrackingClient()
+    parent, runs, _ = tree(client, "0")
+    for doc in docs(trials):
+        run = runs[doc["tid"]]
+        assert doc["state"] == JOB_STATE_DONE and run.info.status == RunStatus.FINISHED
+        assert run.data.metrics == {"loss": doc["result"]["loss"]}  # what the driver knows
+        assert run.data.params["max_depth"] == str(int(doc["misc"]["vals"]["max_depth"][0]))
+        assert run.data.tags["mltrail.spark.records"] == "driver"
+        assert "no report from the executor" in run.data.tags["mltrail.spark.driver_only"]
+    assert parent.data.metrics["n_trials_ok"] == 2
+
+
+# the executor's wrapper, without Spark --------------------------------------------
+
+
+def test_executor_wrapper_ships_by_value_and_runs_where_mltrail_is_missing(
+    tmp_path: Path,
+) -> None:
+    """Spark pickles the objective with cloudpickle: the wrapper must load and run the
+    objective in a process where neither mltrail nor its integrations can be imported."""
+    import subprocess
+
+    import cloudpickle
+    from mltrail_hyperopt.spark import executor_objective
+
+    def objective(point: float) -> float:
+        return point * 2
+
+    wrapped = executor_objective(objective)
+    assert wrapped(2.0) == 4.0  # outside a Spark task: straight through
+    (tmp_path / "job.pkl").write_bytes(cloudpickle.dumps(wrapped))
+    script = (
+        "import sys, pickle\n"
+        "for name in ('mltrail', 'mltrail_hyperopt', 'mltrail_hyperopt.executor'):\n"
+        "    sys.modules[name] = None  # any import of them fails\n"
+        f"fn = pickle.loads(open({str(tmp_path / 'job.pkl')!r}, 'rb').read())\n"
+        "print(fn(21.0))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert done.stdout.strip() == "42.0"
+
+
+def test_credentials_in_the_uri_are_not_passed_to_jobs() -> None:
+    from mltrail_hyperopt.spark import _without_credentials
+
+    assert _without_credentials("https://ana:secret@host:5000/x") == "https://host:5000/x"
+    assert _without_credentials("http://127.0.0.1:5000") == "http://127.0.0.1:5000"

@@ -32,6 +32,7 @@ import os
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import mltrail.autologging as autologging
 from mltrail.autologging import RunStatus
@@ -65,6 +66,15 @@ def _flush_timeout() -> float:
         return 5.0
 
 
+def _without_credentials(uri: str) -> str:
+    """The URI without `user:password@`: a job's properties are shown in Spark's UI, so
+    executors take credentials from their environment (MLFLOW_TRACKING_USERNAME, ...)."""
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 class _TrialRun:
     """A trial's run on the driver: started in a context of its own, so the dispatcher
     thread's active-run stack stays empty and the run can be ended from the job's thread."""
@@ -92,7 +102,7 @@ class SparkRuns:
         self.autolog = autologging.settings()
         store_uri = getattr(self.client.store, "uri", None)  # a local store's absolute URI
         local = isinstance(store_uri, str) and store_uri.startswith("file:")
-        self.uri = store_uri if local else self.client.tracking_uri
+        self.uri = store_uri if local else _without_credentials(self.client.tracking_uri)
 
     def search_params(self) -> dict[str, Any]:
         """SparkTrials' own settings: its timeout is not fmin's, so fmin never sees it."""
