@@ -140,10 +140,13 @@ class SparkRuns:
         search.memory["trial_runs"][tid] = trial.run_id
         with self.lock:
             self.open[tid] = trial
+        shared = None
         if not pinned:
             trial.driver_only = "Spark runs without pinned threads (PYSPARK_PIN_THREAD=false)"
-        elif self.client.shared_run_id(trial.run_id, self.flush_timeout) != trial.run_id:
-            trial.driver_only = "the tracking server gave no run id in time"
+        else:  # the executor must find the run: by the server's id, never a local one
+            shared = self.client.shared_run_id(trial.run_id, self.flush_timeout)
+            if shared is None:
+                trial.driver_only = "the tracking server gave no run id in time"
         if trial.driver_only is not None:
             autologging.warn_once(
                 FLAVOR, "trials on Spark record only what the driver sees", trial.driver_only
@@ -151,7 +154,7 @@ class SparkRuns:
             return None
         return json.dumps(
             {
-                "run_id": trial.run_id,
+                "run_id": shared,
                 "uri": self.uri,
                 "experiment_id": search.experiment_id,
                 "autolog": self.autolog,
