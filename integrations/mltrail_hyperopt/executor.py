@@ -32,10 +32,7 @@ import mltrail.autologging as autologging
 from mltrail.autologging import RunStatus
 from mltrail.exceptions import NotFoundError
 
-from .spark import REPORT_ATTR, REPORT_KEY
-
-UNSENT_HOST_TAG = "mltrail.spark.unsent_host"
-UNSENT_SPOOL_TAG = "mltrail.spark.unsent_spool"
+from .spark import REPORT_ATTR, REPORT_KEY, UNSENT_HOST_TAG, UNSENT_SPOOL_TAG
 
 
 def run_trial(fn: Any, spec_text: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -235,16 +235,16 @@ class Search:
         try:
             params = trial.params
             if params is None:
-                params = self.session.safe("read the trial's point", self._point_of, trial.doc)
+                params = self.session.safe("read the trial's point", self.point_of, trial.doc)
             self.session.safe(
-                "log the trial", self._log_trial, trial.run_id, params or {}, metrics, tags
+                "log the trial", self.log_trial, trial.run_id, params or {}, metrics, tags
             )
         finally:
             self.session.safe("end the trial run", self._end_trial, trial, status)
             if trial.tid is not None:
                 self.memory["trial_runs"][trial.tid] = trial.run_id
 
-    def _point_of(self, doc: dict[str, Any] | None) -> dict[str, Any]:
+    def point_of(self, doc: dict[str, Any] | None) -> dict[str, Any]:
         """The params of a trial whose objective was not called with a point."""
         vals = {
             k: v[0] for k, v in ((doc or {}).get("misc", {}).get("vals", {}) or {}).items() if v
@@ -254,7 +254,7 @@ class Search:
         except Exception:  # the space itself failed on this point: keep hyperopt's raw values
             return {clean_key(str(k)): v for k, v in vals.items()}
 
-    def _log_trial(
+    def log_trial(
         self,
         run_id: str,
         params: dict[str, Any],
@@ -305,7 +305,7 @@ class Search:
             self.session.set_tags(tags)
 
     def _log_best_params(self, best: dict[str, Any]) -> None:
-        point = self._point_of(best)
+        point = self.point_of(best)
         self._log_new_params({f"best_{k}": v for k, v in point.items()}, warn=True)
 
     def _log_unseen_trials(self) -> None:
@@ -340,7 +340,7 @@ class Search:
         run_id = run.info.run_id
         self.memory["trial_runs"][tid] = run_id
         end_time = _ms(doc.get("refresh_time"))
-        self._log_trial(run_id, self._point_of(doc), metrics, tags, end_time)
+        self.log_trial(run_id, self.point_of(doc), metrics, tags, end_time)
         self.client.set_terminated(run_id, status, end_time)
 
 

@@ -47,6 +47,8 @@ REPORT_KEY = "mltrail.trial"  # the executor's report beside a result; removed o
 REPORT_ATTR = "_mltrail_trial"  # the same report on an exception the objective raised
 RECORDS_TAG = "mltrail.spark.records"  # "executor": attached there; "driver": driver's only
 WHY_TAG = "mltrail.spark.driver_only"  # why the executor did not record into the run
+UNSENT_HOST_TAG = "mltrail.spark.unsent_host"  # records left in that host's spool...
+UNSENT_SPOOL_TAG = "mltrail.spark.unsent_spool"  # ...in this folder: `mltrail sync` there
 TRACEBACK_TAG = "hyperopt.traceback"
 TRACEBACK_TAIL = 4000  # characters: the end of a traceback says where it failed
 FLUSH_TIMEOUT_ENV = "MLTRAIL_FLUSH_TIMEOUT"
@@ -176,8 +178,8 @@ class SparkRuns:
         tags.update(self._records_tags(trial, report, cancelled))
         try:
             self.search.session.safe(
-                "log the trial", self.search._log_trial, trial.run_id,
-                self.search.session.safe("read the trial's point", self.search._point_of, doc)
+                "log the trial", self.search.log_trial, trial.run_id,
+                self.search.session.safe("read the trial's point", self.search.point_of, doc)
                 or {}, metrics, tags,
             )
         finally:
@@ -216,7 +218,14 @@ class SparkRuns:
                                   why)
         if why is not None:
             return {RECORDS_TAG: "driver", WHY_TAG: why}
-        return {RECORDS_TAG: "executor"}
+        tags = {RECORDS_TAG: "executor"}
+        unsent = report.get("unsent") if report is not None else None
+        if isinstance(unsent, dict):  # said at once here; the executor's copy comes with sync
+            tags[UNSENT_HOST_TAG] = str(unsent.get("host"))
+            tags[UNSENT_SPOOL_TAG] = str(unsent.get("spool"))
+            autologging.warn_once(FLAVOR, "an executor could not deliver a trial's records in "
+                                  "time; run `mltrail sync` on the host the run's tags name")
+        return tags
 
     def finish_remaining(self) -> None:
         """At the search's end: trials still open were cancelled (timeout, early stop,
