@@ -27,10 +27,8 @@ import numbers
 import socket
 from typing import Any
 
-import mltrail
 import mltrail.autologging as autologging
-from mltrail.autologging import RunStatus
-from mltrail.exceptions import NotFoundError
+from mltrail.autologging import NotFoundError, RunStatus
 
 from .spark import REPORT_ATTR, REPORT_KEY, UNSENT_HOST_TAG, UNSENT_SPOOL_TAG
 
@@ -65,11 +63,11 @@ def run_trial(fn: Any, spec_text: str, args: tuple[Any, ...], kwargs: dict[str, 
 
 
 def _attach(spec: dict[str, Any]) -> autologging.ActiveRun:
-    mltrail.set_tracking_uri(spec["uri"])
+    autologging.set_tracking_uri(spec["uri"])
     autologging.apply_settings(spec.get("autolog") or {})
-    handle = mltrail.start_run(run_id=spec["run_id"], end_on_exit=False)
+    handle = autologging.start_run(run_id=spec["run_id"], end_on_exit=False)
     # A run the objective nests below the trial's goes to the same experiment.
-    mltrail.set_experiment(experiment_id=spec["experiment_id"])
+    autologging.set_experiment(experiment_id=spec["experiment_id"])
     return handle
 
 
@@ -91,7 +89,7 @@ def _leave(handle: autologging.ActiveRun, below: autologging.ActiveRun | None, s
             raise
         autologging.warn_once("hyperopt", "could not leave the trial's run",
                               f"{type(exc).__name__}: {exc}")
-    if mltrail.flush(float(spec.get("flush_timeout", 5.0))):
+    if autologging.flush(float(spec.get("flush_timeout", 5.0))):
         return
     spool = handle.client.spool_folder() or ""
     report["unsent"] = {"host": socket.gethostname(), "spool": spool}

@@ -25,8 +25,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..entities import Dataset, Metric, Param, RunStatus, RunTag
-from ..exceptions import InvalidParameterError, ParamConflictError
-from ..fluent import ActiveRun, active_run, adoptable, end_run, start_run
+from ..exceptions import InvalidParameterError, NotFoundError, ParamConflictError
+from ..fluent import ActiveRun, active_run, adoptable, end_run, flush, set_experiment, start_run
+from ..uri import set_tracking_uri
 from .enabling import (
     apply_settings,
     autolog,
@@ -63,6 +64,7 @@ __all__ = [
     "InvalidParameterError",
     "Metric",
     "MltrailWarning",
+    "NotFoundError",
     "OriginalCall",
     "Param",
     "ParamConflictError",
@@ -78,6 +80,7 @@ __all__ = [
     "enable",
     "end_child_run",
     "end_run",
+    "flush",
     "in_training",
     "is_patched",
     "isolated",
@@ -87,6 +90,8 @@ __all__ = [
     "registered",
     "reset_options",
     "safe_patch",
+    "set_experiment",
+    "set_tracking_uri",
     "settings",
     "start_run",
     "strict",
