@@ -315,7 +315,7 @@ STEPS = {
     "xgboost callback": (xgb_recording, "with_callback"),
     "hyperopt search start": (Search, "_start_params"),
     "hyperopt trial run": (Search, "_open_trial"),
-    "hyperopt trial record": (Search, "_log_trial"),
+    "hyperopt trial record": (Search, "log_trial"),
     "hyperopt outcome": (Search, "_log_best_params"),
     "optuna study start": (OptunaSearch, "start"),
     "optuna trial run": (OptunaSearch, "_open_trial"),

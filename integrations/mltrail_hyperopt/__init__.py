@@ -13,8 +13,9 @@ run the user has open. It records:
   `hp.choice(['gbtree', 'dart'])`, nested ones by label) and one
   `space.<path>` per constant;
 - on the search run, at the end: metrics `best_loss` (hyperopt's best trial:
-  the lowest non-NaN loss of an ok trial), `n_trials_ok` and `n_trials_failed`
-  (trials with status fail plus trials that raised), counted over the whole
+  the lowest non-NaN loss of an ok trial), `n_trials_ok`, `n_trials_failed`
+  (trials with status fail plus trials that raised) and `n_trials_cancelled`
+  (SparkTrials' timeout or early stop), counted over the whole
   Trials object; params `best_<name>` (the best point as `space_eval` gives it,
   flattened like a trial's params); tags `hyperopt.best_trial_id` and
   `hyperopt.best_run_id` (the best trial's run), `hyperopt.resumed_from`;
@@ -34,9 +35,16 @@ instead of a new one, so each trial is one run (see `mltrail.autologging.adoptab
 A param the objective logs itself keeps its value; the trial's param of the same
 name is then not logged. Characters a tracking server refuses in a key are
 replaced by `_`. A resumed search (`fmin` again on the same Trials) is a new
-search run whose children are the new trials only. With MongoTrials or
-SparkTrials the trials run elsewhere: their runs are written from the Trials
-when the search ends (trials that raised there get none).
+search run whose children are the new trials only.
+
+With SparkTrials the driver starts each trial's run before the trial's Spark
+job, the executor records into it what the objective trains, and the driver
+ends it as the trial ends (see `spark`); the search run also gets
+`parallelism`, SparkTrials' `timeout` and `n_trials_cancelled`. With MongoTrials
+the trials run in other processes: their runs are written from the Trials when
+the search ends, with the point, the result's numbers and the status (a trial
+that raised gets FAILED with hyperopt's error text, a cancelled one KILLED),
+but nothing the objective trained in the worker.
 
 Turn it on with `mltrail.autolog()` or `mltrail.hyperopt.autolog(...)`.
 """

@@ -7,16 +7,19 @@ function. Every one of those calls runs `FMinIter.exhaust` exactly once, a
 method looked up on the class at call time, so that is where a search begins
 and ends: one parent run per `fmin` call, whatever the import order. Each trial
 goes through `Domain.evaluate(config, ctrl)`, whose `ctrl.current_trial` names
-the trial, so that is where a trial's child run is opened.
+the trial, so that is where a trial's child run is opened. SparkTrials
+evaluates elsewhere; its dispatch and write-back are patched in `spark`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 from typing import Any
 
 import mltrail.autologging as autologging
 
+from . import spark
 from .search import FLAVOR, Search
 
 # The search under way in this context; a trial's evaluate finds its search here.
@@ -28,6 +31,7 @@ _search: contextvars.ContextVar[Search | None] = contextvars.ContextVar(
 def patch_hyperopt(module: Any) -> None:
     autologging.safe_patch(FLAVOR, module.FMinIter, "exhaust", _exhaust_wrapper)
     autologging.safe_patch(FLAVOR, module.Domain, "evaluate", _evaluate_wrapper)
+    spark.patch_spark(module)
 
 
 def _exhaust_wrapper(
@@ -46,11 +50,14 @@ def _exhaust_wrapper(
             call_original(*args, **kwargs)
             return
         token = _search.set(search)
-        try:
-            call_original(*args, **kwargs)
-        finally:
-            _search.reset(token)
-            session.safe("record the search's outcome", search.finish)
+        with contextlib.ExitStack() as stack:
+            if search.spark is not None:  # its dispatcher finds the search by its Trials
+                stack.enter_context(search.spark)
+            try:
+                call_original(*args, **kwargs)
+            finally:
+                _search.reset(token)
+                session.safe("record the search's outcome", search.finish)
 
 
 def _evaluate_wrapper(

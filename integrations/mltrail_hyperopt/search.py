@@ -19,14 +19,18 @@ import numbers
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hyperopt import JOB_STATE_DONE, JOB_STATE_ERROR, STATUS_FAIL, STATUS_OK, space_eval
+from hyperopt.base import JOB_STATE_CANCEL
 
 import mltrail.autologging as autologging
 from mltrail.autologging import Metric, RunStatus, RunTag, log_keeping_params
 
 from .space import SpaceInfo, algo_params, clean_key, qualified_name, rstate_params
+
+if TYPE_CHECKING:
+    from .spark import SparkRuns
 
 FLAVOR = "hyperopt"
 PARENT_TAG = "mlflow.parentRunId"
@@ -120,11 +124,16 @@ class Search:
         self.memory = _memory(self.trials)
         self.tids_at_start = set(self.trials.tids)
         self.trial_tags = {autologging.AUTOLOGGING_TAG: FLAVOR, **session.options.extra_tags}
+        self.spark: SparkRuns | None = None  # a SparkTrials search: runs started at dispatch
 
     @classmethod
     def start(cls, session: autologging.Session, fmin_iter: Any) -> Search:
         """Describe the search on its run: budget, algorithm, seed, space."""
         search = cls(session, fmin_iter)
+        from .spark import SparkRuns, is_spark_trials
+
+        if is_spark_trials(search.trials):
+            search.spark = SparkRuns(search)
         search._log_new_params(search._start_params(), warn=True)
         previous = search.memory["search_runs"]
         if previous:
@@ -143,6 +152,8 @@ class Search:
                 params[name] = getattr(it, name)
         if getattr(it, "early_stop_fn", None) is not None:
             params["early_stop_fn"] = qualified_name(it.early_stop_fn)
+        if self.spark is not None:
+            params.update(self.spark.search_params())
         params.update(rstate_params(it.rstate))
         if self.tids_at_start:
             params["trials_at_start"] = len(self.tids_at_start)
@@ -224,16 +235,16 @@ class Search:
         try:
             params = trial.params
             if params is None:
-                params = self.session.safe("read the trial's point", self._point_of, trial.doc)
+                params = self.session.safe("read the trial's point", self.point_of, trial.doc)
             self.session.safe(
-                "log the trial", self._log_trial, trial.run_id, params or {}, metrics, tags
+                "log the trial", self.log_trial, trial.run_id, params or {}, metrics, tags
             )
         finally:
             self.session.safe("end the trial run", self._end_trial, trial, status)
             if trial.tid is not None:
                 self.memory["trial_runs"][trial.tid] = trial.run_id
 
-    def _point_of(self, doc: dict[str, Any] | None) -> dict[str, Any]:
+    def point_of(self, doc: dict[str, Any] | None) -> dict[str, Any]:
         """The params of a trial whose objective was not called with a point."""
         vals = {
             k: v[0] for k, v in ((doc or {}).get("misc", {}).get("vals", {}) or {}).items() if v
@@ -243,7 +254,7 @@ class Search:
         except Exception:  # the space itself failed on this point: keep hyperopt's raw values
             return {clean_key(str(k)): v for k, v in vals.items()}
 
-    def _log_trial(
+    def log_trial(
         self,
         run_id: str,
         params: dict[str, Any],
@@ -268,6 +279,8 @@ class Search:
 
     def finish(self) -> None:
         """Log the outcome on the search run (and runs for trials evaluated elsewhere)."""
+        if self.spark is not None:
+            self.session.safe("end the cancelled trials' runs", self.spark.finish_remaining)
         if not self.live:
             self.session.safe("log the trials evaluated elsewhere", self._log_unseen_trials)
         trials = self.trials
@@ -276,6 +289,7 @@ class Search:
         metrics: dict[str, float] = {
             "n_trials_ok": statuses.count(STATUS_OK),
             "n_trials_failed": statuses.count(STATUS_FAIL) + errors,
+            "n_trials_cancelled": trials.count_by_state_unsynced(JOB_STATE_CANCEL),
         }
         tags: dict[str, Any] = {}
         best = _best_trial(trials)
@@ -309,20 +323,32 @@ class Search:
                                       title=f"hyperopt search {self.run_id[:8]}")
 
     def _log_best_params(self, best: dict[str, Any]) -> None:
-        point = self._point_of(best)
+        point = self.point_of(best)
         self._log_new_params({f"best_{k}": v for k, v in point.items()}, warn=True)
 
     def _log_unseen_trials(self) -> None:
         logged = self.memory["trial_runs"]
-        for doc in self.trials.trials:
+        for doc in all_docs(self.trials):
             tid = doc.get("tid")
-            if tid in self.tids_at_start or tid in logged or doc.get("state") != JOB_STATE_DONE:
+            if (
+                tid in self.tids_at_start
+                or tid in logged
+                or doc.get("state") not in (JOB_STATE_DONE, JOB_STATE_ERROR, JOB_STATE_CANCEL)
+            ):
                 continue
             self.session.safe("log a trial run", self._log_finished_trial, doc)
 
     def _log_finished_trial(self, doc: dict[str, Any]) -> None:
         tid = doc["tid"]
-        status, metrics, tags = outcome(doc.get("result"), None)
+        state = doc.get("state")
+        if state == JOB_STATE_CANCEL:  # cancelled before it ran, or while it ran
+            status, metrics, tags = RunStatus.KILLED, {}, {STATUS_TAG: "cancelled"}
+        elif state == JOB_STATE_ERROR:  # raised in a worker: hyperopt kept (type, message)
+            error = (doc.get("misc") or {}).get("error") or ("", "")
+            status, metrics = RunStatus.FAILED, {}
+            tags = {STATUS_TAG: "error", ERROR_TAG: f"{error[0]}: {error[1]}"[-4000:]}
+        else:
+            status, metrics, tags = outcome(doc.get("result"), None)
         run = self.client.create_run(
             self.experiment_id,
             start_time=_ms(doc.get("book_time")),
@@ -332,8 +358,15 @@ class Search:
         run_id = run.info.run_id
         self.memory["trial_runs"][tid] = run_id
         end_time = _ms(doc.get("refresh_time"))
-        self._log_trial(run_id, self._point_of(doc), metrics, tags, end_time)
+        self.log_trial(run_id, self.point_of(doc), metrics, tags, end_time)
         self.client.set_terminated(run_id, status, end_time)
+
+
+def all_docs(trials: Any) -> list[dict[str, Any]]:
+    """Every trial document, cancelled and raised ones too: `Trials.trials` lists only
+    the new, running and done ones."""
+    docs = getattr(trials, "_dynamic_trials", None)
+    return list(docs) if isinstance(docs, list) else list(trials.trials)
 
 
 def _best_trial(trials: Any) -> dict[str, Any] | None:

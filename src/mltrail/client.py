@@ -35,7 +35,7 @@ from .entities import (
     RunTag,
     ViewType,
 )
-from .exceptions import AlreadyExistsError, InvalidParameterError, NotFoundError
+from .exceptions import AlreadyExistsError, InvalidParameterError, NotFoundError, RemoteError
 from .stores import Store, resolve_store
 from .stores.base import ExperimentResolver, LoggedModelStore
 from .stores.registry import (
@@ -187,6 +187,29 @@ class TrackingClient:
 
     def get_run(self, run_id: str) -> Run:
         return self.store.get_run(run_id)
+
+    def spool_folder(self) -> str | None:
+        """Where this client keeps records not yet delivered (`mltrail sync` on this
+        machine ships them), or None for a store that writes in place."""
+        folder = getattr(getattr(self.store, "spool", None), "folder", None)
+        return None if folder is None else str(folder)
+
+    def shared_run_id(self, run_id: str, timeout: float | None = None) -> str | None:
+        """The id under which another process can attach to the run, or None.
+
+        A local store's runs have one id. A tracking server's run may still have a
+        local id (created while the server did not answer, or with `defer`): this
+        waits up to `timeout` seconds (default MLTRAIL_FLUSH_TIMEOUT) for the server
+        to create it, and gives None if it has not, since no other process could
+        find the run by the local id.
+        """
+        resolve = getattr(self.store, "server_run_id", None)
+        if resolve is None:
+            return run_id
+        try:
+            return str(resolve(run_id, timeout))
+        except RemoteError:
+            return None
 
     def set_terminated(
         self, run_id: str, status: str = RunStatus.FINISHED, end_time: int | None = None

@@ -256,6 +256,8 @@ def start_run(
     parent_run_id: str | None = None,
     tags: dict[str, Any] | None = None,
     description: str | None = None,
+    *,
+    end_on_exit: bool = True,
 ) -> ActiveRun:
     """Start a run (or resume `run_id`) and make it the active run of this context.
 
@@ -267,13 +269,23 @@ def start_run(
         parent_run_id: make the new run a child of this run, active or not.
         tags: extra tags for the run.
         description: shown as the run's note in the MLflow UI.
+        end_on_exit: with `run_id`, False attaches to a run another process owns (a
+            search trial's run, which the Spark driver started and will end): its
+            status is left as it is, ending the handle leaves the run open, and
+            neither interpreter exit nor SIGTERM ends it here.
 
     Inside an `adoptable(run)` scope (a search trial under autolog), the first
     call may return an adopted handle to that run instead of starting one.
 
     Raises:
         RunStateError: a run is active and neither `nested` nor `parent_run_id` is given.
+        NotFoundError: `run_id` is unknown to the tracking store (with a local store: its
+            folder is not visible from this machine).
     """
+    if not end_on_exit:
+        if run_id is None:
+            raise InvalidParameterError("end_on_exit=False needs a run_id", key="end_on_exit")
+        return _attach(run_id)
     adopted = _adopt(run_id, experiment_id, parent_run_id, run_name, tags, description)
     if adopted is not None:
         return adopted
@@ -306,6 +318,19 @@ def start_run(
         _process.open_runs[run.info.run_id] = active
     _install_exit_hooks()
     return active
+
+
+def _attach(run_id: str) -> ActiveRun:
+    """The active run of this context becomes `run_id`, owned elsewhere: no status is
+    written (a late delivery can never overwrite its owner's final status)."""
+    client = current_client()
+    run = client.get_run(run_id)
+    if run.info.lifecycle_stage == LifecycleStage.DELETED:
+        raise RunStateError(f"Run {run_id} is deleted; it cannot be attached to", run_id=run_id)
+    handle = ActiveRun(run, client)
+    handle.adopted = True  # ending it pops it from the stack and leaves the run open
+    _stack.set((*_stack.get(), handle))
+    return handle
 
 
 def _resume(client: TrackingClient, run_id: str) -> Run:

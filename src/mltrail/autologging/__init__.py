@@ -28,10 +28,19 @@ from __future__ import annotations
 from typing import Any
 
 from ..entities import Dataset, Metric, Param, RunStatus, RunTag
-from ..exceptions import InvalidParameterError, ParamConflictError
-from ..fluent import ActiveRun, active_run, adoptable, end_run, start_run
+from ..exceptions import InvalidParameterError, NotFoundError, ParamConflictError
+from ..fluent import ActiveRun, active_run, adoptable, end_run, flush, set_experiment, start_run
 from ..runtime import background_work
-from .enabling import autolog, enable, owner_of, registered, unsupported_versions
+from ..uri import set_tracking_uri
+from .enabling import (
+    apply_settings,
+    autolog,
+    enable,
+    owner_of,
+    registered,
+    settings,
+    unsupported_versions,
+)
 from .integration import Integration, IntegrationError
 from .options import AutologOptions
 from .options import get as options_of
@@ -62,6 +71,7 @@ __all__ = [
     "InvalidParameterError",
     "Metric",
     "MltrailWarning",
+    "NotFoundError",
     "OriginalCall",
     "Param",
     "ParamConflictError",
@@ -71,6 +81,7 @@ __all__ = [
     "Session",
     "active_run",
     "adoptable",
+    "apply_settings",
     "autolog",
     "background_work",
     "class_tree",
@@ -78,6 +89,7 @@ __all__ = [
     "enable",
     "end_child_run",
     "end_run",
+    "flush",
     "in_training",
     "is_patched",
     "isolated",
@@ -90,6 +102,9 @@ __all__ = [
     "registered",
     "reset_options",
     "safe_patch",
+    "set_experiment",
+    "set_tracking_uri",
+    "settings",
     "start_run",
     "strict",
     "suppressed",
@@ -130,7 +145,8 @@ def end_child_run(active: ActiveRun, below: ActiveRun | None, status: str) -> No
     The user's code may have ended the run itself, or left runs open above it (an
     adopted `start_run(nested=True)` handle, a run it forgot to end): those are
     ended first, down to `active`; `below` is the run that was active before the
-    child was started, where the unwinding stops.
+    child was started, where the unwinding stops. An attached handle (`start_run(run_id,
+    end_on_exit=False)`) is unwound the same way, and its run is left open for its owner.
     """
     while True:
         top = active_run()
@@ -140,7 +156,8 @@ def end_child_run(active: ActiveRun, below: ActiveRun | None, status: str) -> No
             end_run(status)
             return
         end_run(status)  # an adopted handle (not ended) or a run left open
-    active.client.set_terminated(active.info.run_id, status)
+    if not active.adopted:
+        active.client.set_terminated(active.info.run_id, status)
 
 
 def __getattr__(name: str) -> Any:

@@ -152,3 +152,34 @@ def owner_of(module_name: str) -> str | None:
         if claimed and options_module.is_enabled(integration.flavor):
             return integration.flavor
     return None
+
+
+def settings() -> dict[str, dict[str, Any]]:
+    """The autolog options in force, per integration, as `enable` takes them back.
+
+    A worker process the user never configures (a Spark executor running a search's
+    trial) gets these from the driver and passes them to `apply_settings`, so it
+    autologs what the driver would.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    for name, integration in registered().items():
+        opts = options_module.get(integration.flavor)
+        if opts is not None:
+            found[name] = {**{k: getattr(opts, k) for k in options_module.COMMON}, **opts.extra}
+    return found
+
+
+def apply_settings(given: dict[str, dict[str, Any]]) -> None:
+    """Turn autolog on (or off) per integration as `settings()` gave it in another process.
+
+    An integration that is not installed here is skipped; one that refuses its options
+    is warned about once and left as it was.
+    """
+    installed = registered()
+    for name, options in given.items():
+        if name not in installed:
+            continue
+        try:
+            enable(plugins.load(name), **options)  # type: ignore[arg-type]
+        except Exception as exc:
+            warn_once(name, "could not turn on autolog", f"{type(exc).__name__}: {exc}")
