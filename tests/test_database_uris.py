@@ -200,6 +200,9 @@ def test_seed004_registry_lines_on_sqlite(
     # The bridge has no logged-models API: the model is a run artifact, read back through
     # `runs:/` and registered from there (not refused as an unknown request).
     assert type(mltrail.sklearn.load_model(f"runs:/{run.info.run_id}/model")).__name__ == "Lasso"
+    with mltrail.start_run():
+        info = mltrail.sklearn.log_model(Lasso(alpha=0.1).fit(x, y), artifact_path="by_id")
+    assert mltrail.sklearn.load_model(f"models:/{info.model_id}").alpha == 0.1
     name = unique("nyc-taxi-regressor")
     version = mltrail.register_model(model_uri=f"runs:/{run.info.run_id}/model", name=name)
     client = mltrail.MlflowClient()
