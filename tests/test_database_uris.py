@@ -197,6 +197,12 @@ def test_seed004_registry_lines_on_sqlite(
     x, y = _wine()
     with mltrail.start_run() as run:
         Lasso(alpha=0.01).fit(x, y)
+    # The bridge has no logged-models API: the model is a run artifact, read back through
+    # `runs:/` and registered from there (not refused as an unknown request).
+    assert type(mltrail.sklearn.load_model(f"runs:/{run.info.run_id}/model")).__name__ == "Lasso"
+    with mltrail.start_run():
+        info = mltrail.sklearn.log_model(Lasso(alpha=0.1).fit(x, y), artifact_path="by_id")
+    assert mltrail.sklearn.load_model(f"models:/{info.model_id}").alpha == 0.1
     name = unique("nyc-taxi-regressor")
     version = mltrail.register_model(model_uri=f"runs:/{run.info.run_id}/model", name=name)
     client = mltrail.MlflowClient()
@@ -284,6 +290,52 @@ def test_exit_before_the_bridge_is_done_then_sync_finishes(
     )
     assert again.returncode == 0 and "nothing to send" in again.stdout
     assert len(client.search_runs([exp.experiment_id])) == 2  # nothing doubled
+
+
+
+# A helper process that takes 8 s before its first answer, as `import mlflow` plus the
+# migrations of a new sqlite file do on a loaded machine: a `sitecustomize` that sleeps
+# only in the bridge's worker process (the training process starts at once).
+SLOW_BRIDGE = textwrap.dedent(
+    """
+    import sys, time
+    if "mltrail.stores.bridge.worker" in sys.orig_argv:
+        time.sleep(8)
+    """
+)
+SHORT_SEED = textwrap.dedent(
+    """
+    import mltrail as mlflow
+    mlflow.set_tracking_uri("sqlite:///mlflow.db")
+    with mlflow.start_run():
+        mlflow.set_tag("developer", "Wenna")
+        mlflow.log_param("alpha", 0.01)
+    """
+)
+
+
+def test_exit_waits_a_databases_own_timeout_not_a_servers(
+    tmp_path: Path, mlflow_module: Any
+) -> None:
+    # Without MLTRAIL_FLUSH_TIMEOUT, exit waits up to 60 s for a database (a server: 5 s).
+    # A seed cell run as a script must land in sqlite, not be left in the spool.
+    work, spool, hook = tmp_path / "notebook", tmp_path / "spool", tmp_path / "hook"
+    work.mkdir()
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SLOW_BRIDGE)
+    env = _env(spool)
+    env.pop("MLTRAIL_FLUSH_TIMEOUT", None)
+    env["PYTHONPATH"] = os.pathsep.join([str(hook), *SRC])
+    done = subprocess.run(
+        [sys.executable, "-c", SHORT_SEED], cwd=work, capture_output=True, text=True,
+        env=env, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "not yet on" not in done.stderr, done.stderr[-3000:]
+    client = mlflow_module.MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
+    (run,) = client.search_runs(["0"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"alpha": "0.01"} and run.data.tags["developer"] == "Wenna"
 
 
 # mlflow not installed ----------------------------------------------------------

@@ -632,15 +632,18 @@ def flush(timeout: float | None = None) -> bool:
 
     Artifacts drawn off the training path (scikit-learn's `estimator.html`) are
     waited for first. Local stores have nothing else to wait for. Returns False if records are still
-    pending after `timeout` seconds (default: MLTRAIL_FLUSH_TIMEOUT, 5 s); they
-    stay on disk and `mltrail sync` ships them.
+    pending after `timeout` seconds; they stay on disk and `mltrail sync` ships them.
+    Without `timeout`, each store waits its own default (MLTRAIL_FLUSH_TIMEOUT: 5 s for a
+    server, 60 s for a database, whose first contact runs MLflow's migrations), so the
+    exit path, which calls this, keeps a database's longer wait.
     """
     with _process.lock:
         clients = list(_process.clients.values())
     deadline = time.monotonic() + (_flush_timeout() if timeout is None else timeout)
     delivered = runtime.wait_for_background(max(0.0, deadline - time.monotonic()))
     for client in clients:
-        delivered &= client.flush(max(0.0, deadline - time.monotonic()))
+        left = None if timeout is None else max(0.0, deadline - time.monotonic())
+        delivered &= client.flush(left)
     return delivered
 
 

@@ -188,6 +188,16 @@ class MlflowSide:
             return {"metrics": [_json(m) for m in points]}
         if endpoint.startswith(("registered-models/", "model-versions/")):
             return self._registry(endpoint, p)
+        if endpoint == "logged-models" or endpoint.startswith("logged-models/"):
+            # The bridge does not carry MLflow 3's logged-models API. It answers as a
+            # server without that API does (not found), so models keep the run-artifact
+            # layout and `runs:/` reads and `register_model` fall back to it, instead of
+            # a refusal that sets the model record aside and fails the read.
+            raise BridgeError(
+                "RESOURCE_DOES_NOT_EXIST",
+                f"{endpoint}: logged models are not available through mltrail's bridge",
+                False,
+            )
         raise BridgeError(
             "ENDPOINT_NOT_FOUND",
             f"{endpoint} is not available for {self.tracking_uri} through mltrail's bridge",
