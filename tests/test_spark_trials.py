@@ -143,7 +143,8 @@ def check_trial(client: mltrail.TrackingClient, doc: dict[str, Any], run: mltrai
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "validation-rmse")]
         assert steps == list(range(ROUNDS))
         assert len(client.get_metric_history(run.info.run_id, "train-rmse")) == ROUNDS
-        assert "model" in {f.path for f in client.list_artifacts(run.info.run_id)}
+        # runs:/<run>/model: the run's artifacts, or on an MLflow 3 server its LoggedModel
+        assert "model/MLmodel" in {f.path for f in client.list_artifacts(run.info.run_id, "model")}
     if mode == "ok":
         assert doc["state"] == JOB_STATE_DONE
         assert run.info.status == RunStatus.FINISHED
