@@ -205,6 +205,27 @@ def test_estimator_html_is_sklearns_own_view(autolog: None) -> None:
     assert abs(len(page) - len(html_view.page(expected))) < 200
 
 
+def test_an_estimator_that_does_not_pickle_gets_a_note_instead_of_the_page(
+    autolog: None,
+) -> None:
+    """A search whose `cv` is a generator of splits (as scikit-learn allows) fits as
+    without autolog, in strict mode too; its run says why it has no estimator.html."""
+    from sklearn.model_selection import GridSearchCV, KFold
+
+    X, y = load_wine(return_X_y=True)
+    splits = KFold(n_splits=3).split(X, y)  # a generator: it does not pickle
+    search = GridSearchCV(LogisticRegression(max_iter=50), {"C": [0.1, 1.0]}, cv=splits)
+    search.fit(X, y)
+    assert html_view.wait(120)
+    parents = [r for r in mltrail.search_runs(output_format="list")
+               if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1
+    note = parents[0].data.tags[html_view.NOTE_TAG]
+    assert "does not pickle" in note and "generator" in note
+    names = {f.path for f in mltrail.MlflowClient().list_artifacts(parents[0].info.run_id)}
+    assert "estimator.html" not in names
+
+
 def test_curves_are_thinned_with_their_ends_kept() -> None:
     rng = np.random.default_rng(3)
     y = rng.integers(0, 2, size=20_000)

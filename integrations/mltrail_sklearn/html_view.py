@@ -153,7 +153,12 @@ def log_estimator_html(session: autologging.Session, estimator: Any) -> None:
             autologging.warn_once(flavor, "could not write estimator.html",
                                   f"{type(exc).__name__}: {exc}")
 
-    _helper.submit(estimator, done)
+    try:
+        _helper.submit(estimator, done)
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        # An estimator holding something unpicklable (a generator of CV splits, a
+        # lambda) cannot reach the helper; the run says so instead of the page.
+        done(None, f"the estimator does not pickle ({type(exc).__name__}: {exc})")
 
 
 def warm_up() -> None:
