@@ -992,28 +992,21 @@ class RestStore:
     def run_logged_model(self, run_id: str, name: str) -> LoggedModel | None:
         """The latest LoggedModel named `name` that run `run_id` logged, or None (also on
         a server without logged models): how MLflow 3 resolves `runs:/<run>/<name>`."""
-        if not name or self.sender.shipper.logged_models is False:
+        if not name:
             return None
-        server_id = self.server_run_id(run_id)
-        run = self._server_run(server_id)
-        try:
-            found = self.http.call(
-                "POST",
-                "logged-models/search",
-                {
-                    "experiment_ids": [run.info.experiment_id],
-                    "filter": f"source_run_id = '{server_id}' AND name = '{name}'",
-                    "order_by": [{"field_name": "creation_timestamp", "ascending": False}],
-                    "max_results": 1,
-                },
-            )
-        except NotFoundError:
-            return None  # a server without logged models
-        models = found.get("models") or []
-        return parse_logged_model(models[0]) if models else None
+        models = self._search_run_models(run_id, f" AND name = '{name}'", newest_first=True,
+                                         max_results=1)
+        return models[0] if models else None
 
     def run_logged_models(self, run_id: str) -> list[LoggedModel]:
         """The LoggedModels a run logged, oldest first (none on an older server)."""
+        return self._search_run_models(run_id, "", newest_first=False, max_results=100)
+
+    def _search_run_models(
+        self, run_id: str, and_filter: str, *, newest_first: bool, max_results: int
+    ) -> list[LoggedModel]:
+        """The server's `logged-models/search` over the models run `run_id` logged, with
+        `and_filter` appended to the source-run filter; [] on a server without them."""
         if self.sender.shipper.logged_models is False:
             return []
         server_id = self.server_run_id(run_id)
@@ -1024,13 +1017,15 @@ class RestStore:
                 "logged-models/search",
                 {
                     "experiment_ids": [run.info.experiment_id],
-                    "filter": f"source_run_id = '{server_id}'",
-                    "order_by": [{"field_name": "creation_timestamp", "ascending": True}],
-                    "max_results": 100,
+                    "filter": f"source_run_id = '{server_id}'{and_filter}",
+                    "order_by": [
+                        {"field_name": "creation_timestamp", "ascending": not newest_first}
+                    ],
+                    "max_results": max_results,
                 },
             )
         except NotFoundError:
-            return []
+            return []  # a server without logged models
         return [parse_logged_model(m) for m in found.get("models") or []]
 
     def _run_model_root(self, run_id: str, path: str) -> tuple[str, str] | None:
