@@ -316,7 +316,7 @@ class Search:
             status = "error" if doc.get("state") == JOB_STATE_ERROR else str(result.get("status"))
             loss = result.get("loss")
             found.append(autologging.SearchTrial(
-                number=int(tid), params=self._point_of(doc),
+                number=int(tid), params=self.point_of(doc),
                 value=float(loss) if status == STATUS_OK and _is_number(loss) else None,
                 status=status, run_id=self.memory["trial_runs"].get(tid)))
         autologging.log_search_report(self.session, found, objective="loss",
