@@ -21,6 +21,7 @@ import pytest
 import requests
 from chromium import distinct_colours, screenshot_after
 from mlflow_server import free_port
+from test_database_uris import close_store
 
 import mltrail
 import mltrail.autologging as autologging
@@ -219,3 +220,40 @@ def test_without_mlflow_it_points_to_the_install_and_the_report(
 def test_a_server_uri_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--tracking-uri", "http://127.0.0.1:9", "ui"]) == 1
     assert "shows a local store" in capsys.readouterr().err
+
+
+def test_the_copy_follows_running_runs_and_a_second_start_continues_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copying alone (no UI process): a running run gains its new metric steps and
+    ends; a new `Mirror` on the same database adds only what is new."""
+    from mltrail import TrackingClient
+    from mltrail.entities import Metric
+    from mltrail.ui import LOCAL_ID_TAG, Mirror
+
+    monkeypatch.chdir(tmp_path)
+    source = TrackingClient(str(tmp_path / "runs"))
+    experiment = source.create_experiment("copied")
+    running = source.create_run(experiment, run_name="running").info.run_id
+    source.log_batch(running, metrics=[Metric("loss", 1.0 / (s + 1), 1000 + s, s)
+                                       for s in range(2)])
+    target = TrackingClient(f"sqlite:///{tmp_path / 'copy.db'}")
+    mirror = Mirror(source, target, tmp_path / "artifacts")
+    assert mirror.sync() == 1
+    copy = target.get_run(mirror.runs[running])
+    assert copy.info.status == "RUNNING" and copy.data.tags[LOCAL_ID_TAG] == running
+    source.log_metric(running, "loss", 0.25, 1002, 2)
+    source.set_terminated(running)
+    mirror.sync()
+    assert [(m.step, m.value) for m in target.get_metric_history(copy.info.run_id, "loss")] \
+        == [(0, 1.0), (1, 0.5), (2, 0.25)]
+    assert target.get_run(copy.info.run_id).info.status == "FINISHED"
+
+    later = source.create_run(experiment, run_name="later").info.run_id
+    source.set_terminated(later)
+    again = Mirror(source, target, tmp_path / "artifacts")
+    assert again.runs == {running: copy.info.run_id}  # read back from the database
+    assert again.sync() == 1
+    copies = target.search_runs([again.experiments[experiment]])
+    assert sorted(r.data.tags[LOCAL_ID_TAG] for r in copies) == sorted([running, later])
+    close_store(target.tracking_uri)  # its bridge helper process ends here, not at exit

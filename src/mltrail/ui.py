@@ -264,9 +264,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
         wait_until_up(url, process, _START_TIMEOUT, log)  # the UI creates the database first
         mirror = Mirror(source, TrackingClient(database), artifacts)
         copied = mirror.sync()
-        print(f"MLflow UI over {root} at {url} ({copied} run(s) copied into {database}; new "
-              f"runs follow every {args.interval:g} s; its log: {log}). Ctrl-C stops it.",
-              flush=True)
+        print(f"MLflow UI over {root} at {url} ({copied} run(s) copied or updated in "
+              f"{database}; new runs follow every {args.interval:g} s; its log: {log}). "
+              "Ctrl-C stops it.", flush=True)
         while process.poll() is None:
             time.sleep(args.interval)
             mirror.sync()
