@@ -2,8 +2,9 @@
 
 1. search: the README's hyperopt row (TPE, 20 trials, an xgboost objective) under
    autolog, with `log_search_report` on and off, alternating in one process so drift hits
-   both alike. Prints each mode's wall times, their medians and spreads, the ratio, and
-   the time spent inside `log_search_report` itself (timed around each call).
+   both alike. Prints each mode's wall times, their medians and spreads, the ratio, the
+   time spent inside `log_search_report` itself (timed around each call), and the size
+   of the `search_report.html` files (static SVG, no plotly).
 2. scale: 1,000 runs in a local store (10 hyperopt searches of 60 trials logged by
    autolog, and 390 runs with params, final metrics and two 100-step curves), then the
    report of the experiment built as `mltrail report` builds it: build time (median of
@@ -50,7 +51,7 @@ def bench_search(repeat: int) -> None:
         mltrail.set_tracking_uri(root)
         mltrail.set_experiment("bench-search-report")
         mltrail.hyperopt.autolog()
-        run(None)  # untimed: imports, first-use caches, plotly.js read once per process
+        run(None)  # untimed: imports and first-use caches
         for rep in range(repeat):
             for mode in ("on", "off") if rep % 2 else ("off", "on"):
                 mltrail.hyperopt.autolog(log_search_report=(mode == "on"))
@@ -58,6 +59,7 @@ def bench_search(repeat: int) -> None:
                 run(None)
                 times[mode].append(time.perf_counter() - started)
                 print(f"  rep {rep} report {mode}: {times[mode][-1]:.3f} s", flush=True)
+        sizes = _report_sizes(root)
     autologging.log_search_report = original
     on, off = statistics.median(times["on"]), statistics.median(times["off"])
     print(f"search report on a 20-trial hyperopt search (xgboost objective), {repeat} each:")
@@ -65,10 +67,27 @@ def bench_search(repeat: int) -> None:
     print("  report off:", " ".join(f"{t:.3f}" for t in times["off"]), "->",
           _spread(times["off"]))
     print(f"  ratio of medians on/off: {on / off:.3f} ({(on / off - 1) * 100:+.1f}%)")
-    timed_calls = inside[1:]  # the first call (untimed run) reads plotly.js from disk
+    timed_calls = inside[1:]  # the first call (untimed run) imports the report module
     print(f"  inside log_search_report: {_spread(timed_calls)}, "
-          f"{statistics.median(timed_calls) / off * 100:.1f}% of the search's median "
-          f"(first call, reading plotly.js: {inside[0]:.3f} s)")
+          f"{statistics.median(timed_calls) / off * 100:.2f}% of the search's median "
+          f"(first call, with imports: {inside[0]:.3f} s)")
+    print(f"  search_report.html: {len(sizes)} files, median {statistics.median(sizes) / 1e3:.1f}"
+          f" KB (min {min(sizes) / 1e3:.1f}, max {max(sizes) / 1e3:.1f})")
+
+
+def _report_sizes(root: str) -> list[int]:
+    """Bytes of every search parent's search_report.html, read through the client."""
+    import os
+
+    from mltrail import TrackingClient
+
+    client = TrackingClient(root)
+    experiment = client.get_experiment_by_name("bench-search-report")
+    parents = client.search_runs([experiment.experiment_id], "tags.`hyperopt.best_run_id` != ''",
+                                 max_results=1000)
+    return [os.path.getsize(client.download_artifacts(r.info.run_id, "search_report.html"))
+            for r in parents
+            if "search_report.html" in {f.path for f in client.list_artifacts(r.info.run_id)}]
 
 
 def _log_runs(root: str) -> str:

@@ -305,3 +305,38 @@ def test_mlflow_ui_displays_a_plot(mlflow_server, tmp_path: Path) -> None:
     keep = os.environ.get("MLTRAIL_KEEP_SCREENSHOT")
     if keep:  # a path to copy the screenshot to, for a person to look at
         Path(keep).write_bytes(shot.read_bytes())
+
+
+# charts other pages compose (a search's search_report.html) -------------------------
+
+
+def test_nice_ticks_are_round_and_cover_the_range() -> None:
+    assert plots.nice_ticks(0.0, 1.0) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert plots.nice_ticks(-3.2, 17.0, 5) == [0.0, 5.0, 10.0, 15.0]
+    assert plots.nice_ticks(2.0, 2.0) == [2.0]  # a flat range still gets a tick
+
+
+def test_scatter_draws_finite_points_a_step_line_and_named_categories() -> None:
+    svg = plots.render_svg({
+        "kind": "scatter", "title": "history", "x_label": "trial", "y_label": "loss",
+        "x": [0, 1, 2, 3], "y": [3.0, None, float("nan"), 1.0],
+        "line_x": [0, 3], "line_y": [3.0, 1.0], "line_label": "best so far",
+        "width": 400, "height": 300})
+    root = ET.fromstring(svg)
+    ns = "{http://www.w3.org/2000/svg}"
+    assert root.get("width") == "400" and root.get("height") == "300"
+    assert len(root.findall(f"{ns}circle")) == 2  # None and NaN are not drawn
+    (line,) = root.findall(f"{ns}polyline")
+    points = [tuple(map(float, p.split(","))) for p in line.get("points").split()]
+    assert len(points) == 3 and points[1][1] == points[0][1]  # flat, then down: a step
+    assert points[2][1] > points[0][1]  # a lower loss sits lower in the picture
+    texts = [t.text for t in root.iter(f"{ns}text")]
+    assert "best so far" in texts
+    shown = plots.render_svg({
+        "kind": "scatter", "title": "kind", "x": [0, 1, 1], "y": [1.0, 2.0, 3.0],
+        "categories": ["a", "b"]})
+    assert [t.text for t in ET.fromstring(shown).iter(f"{ns}text")].count("b") == 1
+    logged = plots.render_svg({"kind": "scatter", "title": "lr", "x": [1e-4, 1e-2, 1.0],
+                               "y": [1.0, 2.0, 3.0], "log_x": True})
+    xs = sorted(float(c.get("cx")) for c in ET.fromstring(logged).iter(f"{ns}circle"))
+    assert xs[1] - xs[0] == pytest.approx(xs[2] - xs[1], abs=0.2)  # evenly spaced decades

@@ -286,24 +286,48 @@ def test_log_search_report_false_turns_it_off(tracking_dir: Path, flavor: str) -
     assert "search_report.html" not in _artifacts(client, parent.info.run_id)
 
 
-def test_without_plotly_the_search_report_is_skipped_with_one_warning(
+def test_search_report_needs_no_plotly(
     tracking_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # plotly is installed here; its absence is simulated where the report looks for it.
+    # plotly is installed here; its absence is simulated where the full report looks for it.
     from mltrail import report
 
     def missing() -> str:
         raise report.ReportUnavailable("no plotly")
 
     monkeypatch.setattr(report, "plotly_js", missing)
-    autologging.session._warned.clear()
+    monkeypatch.setattr(report.page, "plotly_js", missing)
     mltrail.hyperopt.autolog()
-    with pytest.warns(autologging.MltrailWarning, match="search_report.html skipped") as said:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", autologging.MltrailWarning)
         _hyperopt_search()
-        _hyperopt_search()
-    assert len([w for w in said if "search_report" in str(w.message)]) == 1
-    runs = list(TrackingClient(str(tracking_dir)).search_runs(["0"], max_results=1000))
-    assert len([r for r in runs if r.data.tags.get("hyperopt.best_run_id")]) == 2
+    client = TrackingClient(str(tracking_dir))
+    runs = list(client.search_runs(["0"], max_results=1000))
+    parent = _parent(runs, "hyperopt")
+    assert "search_report.html" in _artifacts(client, parent.info.run_id)
+
+
+def test_search_report_is_light_static_svg_and_draws_offline(store: Store, tmp_path: Path) -> None:
+    """The per-search page: inline SVG charts, no script to run, tens of KB, in Chromium."""
+    client = store.client
+    parent = _parent(store.runs(), "hyperopt")
+    path = Path(client.download_artifacts(parent.info.run_id, "search_report.html"))
+    page = path.read_text(encoding="utf-8")
+    assert len(page.encode()) < 60_000, len(page)
+    assert "Plotly" not in page and "plotly" not in page
+    scripts = re.findall(r"<script\b[^>]*>", page)
+    assert scripts == ['<script type="application/json" id="mltrail-data">'], scripts
+    assert not re.search(r"<(?:link|img|iframe)\b", page)
+    # history + a slice per hyperparameter (x, depth, kind) + importance
+    assert page.count("<svg ") == 1 + 3 + 1
+    visit = open_page(path.as_uri(), tmp_path / "dom")
+    assert visit.requests == [] and not visit.errors, (visit.requests, visit.errors)
+    # every scored trial is a point in the history and in each of the three slices
+    assert visit.dom.count("<circle ") == 4 * HYPEROPT_TRIALS
+    assert visit.dom.count('stroke="#ff7f0e"') >= 1  # the best-so-far line
+    png = tmp_path / "search_report.png"
+    open_page(path.as_uri(), tmp_path / "shot", screenshot=png, size="1000,1400")
+    assert distinct_colours(png) > 20
 
 
 def test_report_of_a_servers_runs(mlflow_server, tmp_path: Path) -> None:
@@ -326,7 +350,7 @@ def test_report_of_a_servers_runs(mlflow_server, tmp_path: Path) -> None:
 
 
 def _orange_pixels(png: Path, box: tuple[int, int, int, int]) -> int:
-    """Pixels of plotly's second colour (#ff7f0e, the best-so-far line) inside `box`."""
+    """Pixels of the best-so-far line's orange (#ff7f0e) inside `box`."""
     from PIL import Image
 
     with Image.open(png) as image:
@@ -347,9 +371,9 @@ def test_mlflow_ui_shows_the_search_report_inline(mlflow_server, tmp_path: Path)
     url = (f"{mlflow_server.url}/#/experiments/{experiment.experiment_id}/runs/"
            f"{parent.info.run_id}/artifacts/search_report.html")
     png = tmp_path / "search_report_in_ui.png"
-    # MLflow's UI fetches the 4.8 MB artifact and draws it in an iframe, in real seconds.
-    # The artifact pane (right of the file list, left of the assistant panel) then shows
-    # the report's optimization history, whose best-so-far line is orange.
+    # MLflow's UI fetches the artifact and draws it in an iframe. The artifact pane (right
+    # of the file list, left of the assistant panel) then shows the report's optimization
+    # history, whose best-so-far line is orange.
     shown = screenshot_after(url, png, tmp_path / "ui", seconds=120, size=(1400, 1000),
                              until=lambda p: _orange_pixels(p, (420, 180, 1020, 1000)) > 100)
     assert shown, f"no report drawn in MLflow's UI within 120 s: see {png}"

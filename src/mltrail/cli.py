@@ -27,6 +27,7 @@ from .exceptions import InvalidParameterError, MltrailError, NotFoundError
 from .model_commands import add_models_commands
 from .stores.remote.doctor import add_doctor_command
 from .stores.remote.sync import add_sync_command
+from .ui import add_ui_command
 from .uri import redact_uri
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -824,6 +825,7 @@ COMMAND_GROUPS: list[Callable[[Subparsers], None]] = [
     add_experiments_commands,
     add_models_commands,
     add_report_command,
+    add_ui_command,
     add_demo_command,
     add_sync_command,
     add_doctor_command,

@@ -34,6 +34,14 @@ draws the curves without computing them again. Its schema (version 1)::
         "values": [1.0, 4.0, ...]}            # or one list per class
      ]}
 
+Besides these images, `render_svg` draws two chart kinds that are not recorded per run
+but composed by other pages (a search's `search_report.html`):
+`{"kind": "scatter", "title", "x_label", "y_label", "x": [...], "y": [...]}` with optional
+`"shade"` (0..1 per point, light to dark blue), `"line_x"`/`"line_y"`/`"line_label"`
+(a step line drawn over the points, orange), `"categories"` (x values are indices into
+it, drawn as named ticks), `"log_x"` and `"width"`/`"height"`; and `feature_importance`
+above (with an optional `"height"`), for any named bars.
+
 Curves follow scikit-learn's `roc_curve` (with its default `drop_intermediate`)
 and `precision_recall_curve`; the tests check the numbers against scikit-learn.
 Nothing here imports a framework; numpy is imported when a plot is computed.
@@ -42,6 +50,7 @@ Nothing here imports a framework; numpy is imported when a plot is computed.
 from __future__ import annotations
 
 import json
+import math
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -187,17 +196,21 @@ _FONT = 'font-family="DejaVu Sans, Helvetica, Arial, sans-serif"'
 def render_svg(plot: dict[str, Any]) -> str:
     """The plot as a standalone SVG document."""
     kind = plot["kind"]
+    width = int(plot.get("width", _W))
     if kind == "confusion_matrix":
         body, height = _confusion_body(plot), _H
+    elif kind == "scatter":
+        height = int(plot.get("height", _H))
+        body = _scatter_body(plot, width, height)
     elif kind in ("roc_curve", "precision_recall_curve"):
         body, height = _curve_body(plot), _H
     elif kind == "feature_importance":
         body, height = _importance_body(plot)
     else:
         raise ValueError(f"unknown plot kind {kind!r}")
-    title = _text(_W / 2, 24, plot["title"], size=15, anchor="middle")
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{_W}" height="{height}" '
-            f'viewBox="0 0 {_W} {height}"><rect width="100%" height="100%" fill="white"/>'
+    title = _text(width / 2, 24, plot["title"], size=15 if width >= 500 else 13, anchor="middle")
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}"><rect width="100%" height="100%" fill="white"/>'
             f"{title}{body}</svg>\n")
 
 
@@ -299,7 +312,7 @@ def _importance_body(plot: dict[str, Any]) -> tuple[str, int]:
     classes = max((len(r) for r in rows), default=1)
     row_height = 22 if classes == 1 else 10 * classes + 8
     left = min(200, 20 + 7 * max((len(f) for f in features), default=4))
-    height = max(_H, _TOP + _BOTTOM + row_height * len(features))
+    height = max(int(plot.get("height", _H)), _TOP + _BOTTOM + row_height * len(features))
     row_height = (height - _TOP - _BOTTOM) / max(len(features), 1)  # bars fill the axes
     width = _W - left - _RIGHT
     top = max((max(r) for r in rows if r), default=0.0) or 1.0
@@ -327,3 +340,99 @@ def _importance_body(plot: dict[str, Any]) -> tuple[str, int]:
             parts.append(_text(_W - _RIGHT - 60, _TOP + 14 * (c + 1), f"Class {c}", size=10,
                                fill=_CLASS_COLOURS[c % len(_CLASS_COLOURS)]))
     return "".join(parts), height
+
+
+_ORANGE = "#ff7f0e"
+
+
+def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """About `count` round numbers (1, 2 or 5 times a power of ten apart) covering low..high."""
+    if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
+        return [low] if math.isfinite(low) else [0.0]
+    raw = (high - low) / count
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = math.ceil(low / step - 1e-9)
+    return [round(i * step, 12) for i in range(first, math.floor(high / step + 1e-9) + 1)]
+
+
+def _finite_pairs(xs: list[Any], ys: list[Any]) -> list[tuple[float, float]]:
+    out = []
+    for x, y in zip(xs, ys, strict=True):
+        if x is None or y is None:
+            continue
+        x, y = float(x), float(y)
+        if math.isfinite(x) and math.isfinite(y):
+            out.append((x, y))
+    return out
+
+
+def _scatter_body(plot: dict[str, Any], width: int, height: int) -> str:
+    """Axes fitted to the data, the points, and an optional orange step line over them."""
+    left, right, top, bottom = (70, 16, 40, 50) if width >= 500 else (58, 10, 36, 46)
+    inner_w, inner_h = width - left - right, height - top - bottom
+    categories = plot.get("categories")
+    log_x = bool(plot.get("log_x")) and not categories
+    points = _finite_pairs(plot["x"], plot["y"])
+    line = _finite_pairs(plot.get("line_x", []), plot.get("line_y", []))
+    if log_x:
+        points = [(math.log10(x), y) for x, y in points if x > 0]
+        line = [(math.log10(x), y) for x, y in line if x > 0]
+    shade = plot.get("shade") or []
+    xs = [x for x, _ in points + line] or [0.0]
+    ys = [y for _, y in points + line] or [0.0]
+    if categories:
+        x_lo, x_hi = -0.5, len(categories) - 0.5
+    else:
+        x_lo, x_hi = min(xs), max(xs)
+        pad = (x_hi - x_lo) * 0.04 or 0.5
+        x_lo, x_hi = x_lo - pad, x_hi + pad
+    y_lo, y_hi = min(ys), max(ys)
+    pad = (y_hi - y_lo) * 0.06 or (abs(y_lo) * 0.1 or 0.5)
+    y_lo, y_hi = y_lo - pad, y_hi + pad
+
+    def px(x: float) -> float:
+        return left + (x - x_lo) / (x_hi - x_lo) * inner_w
+
+    def py(y: float) -> float:
+        return top + (1 - (y - y_lo) / (y_hi - y_lo)) * inner_h
+
+    parts = [f'<rect x="{left}" y="{top}" width="{inner_w}" height="{inner_h}" fill="none" '
+             'stroke="#444"/>']
+    for tick in nice_ticks(y_lo, y_hi, max(2, inner_h // 50)):
+        y = py(tick)
+        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + inner_w}" y2="{y:.1f}" '
+                     'stroke="#eee"/>')
+        parts.append(_text(left - 5, y + 3, f"{tick:.4g}", size=10, anchor="end"))
+    if categories:
+        x_ticks = [(float(i), str(c)) for i, c in enumerate(categories)]
+    else:
+        x_ticks = [(t, f"{10 ** t:.2g}" if log_x else f"{t:.4g}")
+                   for t in nice_ticks(x_lo, x_hi, max(2, inner_w // 70))]
+    for tick, label in x_ticks:
+        x = px(tick)
+        parts.append(f'<line x1="{x:.1f}" y1="{top + inner_h}" x2="{x:.1f}" '
+                     f'y2="{top + inner_h + 4}" stroke="#444"/>')
+        parts.append(_text(x, top + inner_h + 15, label[:14], size=10, anchor="middle"))
+    parts.append(_text(left + inner_w / 2, height - 8,
+                       plot.get("x_label", "") + (" (log scale)" if log_x else ""),
+                       anchor="middle"))
+    parts.append(_text(14, top + inner_h / 2, plot.get("y_label", ""), anchor="middle",
+                       rotate=True))
+    for i, (x, y) in enumerate(points):
+        colour = _blues(0.35 + 0.65 * float(shade[i])) if i < len(shade) else _BLUE
+        parts.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="4" fill="{colour}" '
+                     'fill-opacity="0.85"/>')
+    if line:
+        steps = [line[0]]
+        for x, y in line[1:]:
+            steps += [(x, steps[-1][1]), (x, y)]
+        path = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in steps)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{_ORANGE}" '
+                     'stroke-width="2.5"/>')
+        if plot.get("line_label"):
+            parts.append(f'<line x1="{left + inner_w - 100}" y1="{top - 8}" '
+                         f'x2="{left + inner_w - 80}" y2="{top - 8}" stroke="{_ORANGE}" '
+                         'stroke-width="2.5"/>')
+            parts.append(_text(left + inner_w - 75, top - 4, plot["line_label"], size=10))
+    return "".join(parts)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .session import Session, warn_once
+from .session import Session
 
 if TYPE_CHECKING:
     from ..report import SearchTrial
@@ -36,20 +36,13 @@ def log_search_report(
         title: the page's heading (default: "<flavor> search <run id>").
 
     Returns:
-        True when the report was logged. Without plotly (the `report` extra) the
-        report is skipped with one warning per integration: a search must not fail,
-        nor its dependencies grow, for a page.
+        True when the report was logged. The page's charts are static SVG written by
+        mltrail itself (`mltrail.report.search_page`): no extra is needed, and a failure
+        to write it is a warning, never the search's error.
     """
     if not session.options.log_search_report or not trials:
         return False
-    from .. import report  # only now: the report module and its chart library
-
-    try:
-        report.plotly_js()
-    except report.ReportUnavailable:
-        warn_once(session.flavor, f"{SEARCH_REPORT_ARTIFACT} skipped: plotly is not installed",
-                  f"{report.INSTALL_HINT}, or autolog(log_search_report=False)")
-        return False
+    from .. import report  # only now: nothing of the report is loaded before a search ends
 
     def write() -> bool:
         search = report.SearchData(

@@ -9,7 +9,9 @@ rather than a core dependency: tracking never needs it, and the report reads the
 JavaScript file straight from the package without importing plotly's Python side (see
 `page.plotly_js`). The price is size: ~4.8 MB of JavaScript in every file, whatever the
 number of runs; the runs themselves add little (about 1 MB at 1,000 runs; see
-`benchmarks/bench_report.py` for size and build time).
+`benchmarks/bench_report.py` for size and build time). That is why a search's own
+`search_report.html`, built after every search and uploaded with its run, is not drawn
+with plotly but as static SVG (`search_page`): tens of KB, no script, no extra needed.
 
 Public entry points: `build_report` (what `mltrail report` runs), `render_search` and
 `SearchData`/`SearchTrial` (what `mltrail.autologging.log_search_report` uses), and
@@ -36,7 +38,8 @@ from .data import (
     with_children,
 )
 from .importance import param_importance
-from .page import INSTALL_HINT, ReportUnavailable, plotly_js, render_report, render_search
+from .page import INSTALL_HINT, ReportUnavailable, plotly_js, render_report
+from .search_page import render_search
 
 __all__ = [
     "INSTALL_HINT",

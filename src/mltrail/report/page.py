@@ -49,7 +49,7 @@ def plotly_js() -> str:
     return str(get_plotlyjs())
 
 
-def _json(value: Any) -> str:
+def script_json(value: Any) -> str:
     """JSON safe inside a <script> element (no `</script>` can end it early)."""
     return json.dumps(value, separators=(",", ":"), allow_nan=False, default=str).replace(
         "</", "<\\/")
@@ -61,11 +61,11 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _time(ms: int | None) -> str:
+def local_time(ms: int | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000)) if ms else ""
 
 
-def _fmt(value: Any) -> str:
+def fmt(value: Any) -> str:
     """Numbers to 6 significant digits, numeric params too (stored as text); the rest as is."""
     if isinstance(value, str) and len(value) > 8:
         number = as_number(value)
@@ -76,12 +76,12 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _cell(value: Any, sort_key: Any = None) -> str:
+def cell(value: Any, sort_key: Any = None) -> str:
     key = sort_key if sort_key is not None else value
     attr = ""
     if isinstance(key, (int, float)) and not isinstance(key, bool) and math.isfinite(key):
         attr = f' data-v="{key!r}"'
-    return f"<td{attr}>{html.escape(_fmt(value))}</td>"
+    return f"<td{attr}>{html.escape(fmt(value))}</td>"
 
 
 class Page:
@@ -110,8 +110,9 @@ class Page:
             *self.parts,
             # after the content: the text and tables show while the browser parses 4.8 MB
             f"<script>{plotly_js()}</script>",
-            f'<script type="application/json" id="mltrail-data">{_json(data)}</script>',
-            f'<script type="application/json" id="mltrail-charts">{_json(self.charts)}</script>',
+            f'<script type="application/json" id="mltrail-data">{script_json(data)}</script>',
+            '<script type="application/json" id="mltrail-charts">'
+            f"{script_json(self.charts)}</script>",
             f"<script>const MLTRAIL_LAZY={lazy};{_JS}</script></body></html>",
         ])
 
@@ -168,17 +169,17 @@ def run_table(runs: list[RunRow]) -> str:
         indent = f'<span class="tree" style="padding-left:{depth * 1.2}em">{"└ " if depth else ""}'
         out.append(f'<tr data-order="{order}" data-run-id="{run.run_id}">'
                    f'<td data-v="{order}">{indent}</span>{name}</td>'
-                   f"<td><code>{run.run_id[:8]}</code></td>{_cell(run.status)}"
-                   f"{_cell(_time(run.start_time), run.start_time)}"
-                   f"{_cell(None if seconds is None else round(seconds, 3))}")
-        out += [_cell(run.params.get(p), _number_or_none(run.params.get(p))) for p in params]
-        out += [_cell(run.metrics.get(m)) for m in metrics]
+                   f"<td><code>{run.run_id[:8]}</code></td>{cell(run.status)}"
+                   f"{cell(local_time(run.start_time), run.start_time)}"
+                   f"{cell(None if seconds is None else round(seconds, 3))}")
+        out += [cell(run.params.get(p), number_or_none(run.params.get(p))) for p in params]
+        out += [cell(run.metrics.get(m)) for m in metrics]
         out.append("</tr>")
     out.append("</tbody></table>")
     return "".join(out)
 
 
-def _number_or_none(value: Any) -> float | None:
+def number_or_none(value: Any) -> float | None:
     return None if value is None else as_number(value)
 
 
@@ -190,8 +191,8 @@ def _trial_table(search: SearchData) -> str:
     out += [f"<th>{html.escape(h)}</th>" for h in head]
     out.append("</tr></thead><tbody>")
     for trial in sorted(search.trials, key=lambda t: t.number):
-        out.append(f"<tr>{_cell(trial.number)}{_cell(trial.status)}{_cell(trial.value)}")
-        out += [_cell(trial.params.get(p), _number_or_none(trial.params.get(p))) for p in params]
+        out.append(f"<tr>{cell(trial.number)}{cell(trial.status)}{cell(trial.value)}")
+        out += [cell(trial.params.get(p), number_or_none(trial.params.get(p))) for p in params]
         out.append("</tr>")
     out.append("</tbody></table>")
     return "".join(out)
@@ -209,10 +210,10 @@ def add_search(page: Page, search: SearchData, heading: str = "h2", meta: str = 
     summary = (f"{len(search.trials)} trials, {done} with a value of "
                f"<b>{html.escape(search.objective)}</b> ({search.direction}).")
     if best is not None:
-        params = ", ".join(f"{html.escape(k)}={html.escape(_fmt(v))}"
+        params = ", ".join(f"{html.escape(k)}={html.escape(fmt(v))}"
                            for k, v in sorted(best.params.items()))
         summary += (f" Best: trial {best.number}, {html.escape(search.objective)} = "
-                    f"{_fmt(best.value)} ({params}).")
+                    f"{fmt(best.value)} ({params}).")
     page.add(f"<p>{summary}</p>")
     page.chart(figures.optimization_history(search))
     page.chart(figures.slice_plots(search))
@@ -225,7 +226,7 @@ def add_search(page: Page, search: SearchData, heading: str = "h2", meta: str = 
     page.add(f"<details><summary>Trials</summary>{_trial_table(search)}</details></section>")
 
 
-def _search_json(search: SearchData) -> dict[str, Any]:
+def search_json(search: SearchData) -> dict[str, Any]:
     return {"title": search.title, "flavor": search.flavor, "objective": search.objective,
             "direction": search.direction, "parent_run_id": search.parent_run_id,
             "importance": param_importance(search),
@@ -240,7 +241,7 @@ def render_report(data: ReportData) -> str:
     names = {r.run_id: r.name or r.run_id[:8] for r in data.runs}
     page.add(f"<h1>{html.escape(data.title)}</h1><p class=\"meta\">{len(data.runs)} runs from "
              f"<code>{html.escape(data.source)}</code>, {len(data.searches)} search(es); made "
-             f"{_time(int(time.time() * 1000))} by mltrail. Click a column to sort; click "
+             f"{local_time(int(time.time() * 1000))} by mltrail. Click a column to sort; click "
              "<i>run</i> for the tree again.</p>")
     page.add("".join(f'<p class="note">{html.escape(n)}</p>' for n in data.notes))
     page.add(f"<h2>Runs</h2><div class=\"scroll\">{run_table(data.runs)}</div>")
@@ -267,18 +268,10 @@ def render_report(data: ReportData) -> str:
                  for r in data.runs],
         "curves": {k: {run: [[s, _clean(v)] for s, v in pts] for run, pts in series.items()}
                    for k, series in data.curves.items()},
-        "searches": [_search_json(s) for s in data.searches],
+        "searches": [search_json(s) for s in data.searches],
         "plots": data.plots,
     }
     return page.render(payload)
-
-
-def render_search(search: SearchData) -> str:
-    """The page a search's parent run carries as `search_report.html`."""
-    page = Page(search.title)
-    add_search(page, search, heading="h1", meta=f"made {_time(int(time.time() * 1000))} by "
-               "mltrail when the search ended.")
-    return page.render({"searches": [_search_json(search)]})
 
 
 _CSS = """
