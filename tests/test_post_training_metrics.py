@@ -198,3 +198,34 @@ def test_patched_metrics_return_what_sklearn_returns(autolog, data) -> None:
     assert report == metrics.classification_report(y_test, y_pred, output_dict=True)
     np.testing.assert_array_equal(matrix, metrics.confusion_matrix(y_test, y_pred))
     assert post_metrics(only_run()) == {}  # not numbers: nothing to log
+
+
+def test_xgboost_sklearn_wrappers_log_to_their_own_runs(autolog, data) -> None:
+    """xgboost's integration records the wrappers' fits; their predictions scored by
+    sklearn.metrics, and their `score`, still land in that run, as MLflow's do."""
+    xgboost = pytest.importorskip("xgboost")
+    metrics = autolog
+    X_train, X_test, y_train, y_test = data
+    classifier = xgboost.XGBClassifier(n_estimators=5, max_depth=2).fit(X_train, y_train)
+    proba = classifier.predict_proba(X_test)
+    loss = metrics.log_loss(y_test, proba)
+    accuracy = classifier.score(X_test, y_test)
+    regressor = xgboost.XGBRegressor(n_estimators=5, max_depth=2).fit(X_train, y_train)
+    y_hat = regressor.predict(X_test)
+    error = metrics.mean_squared_error(y_test, y_hat)
+    found = runs()
+    assert len(found) == 2
+    (classifier_run,) = [r for r in found if "log_loss_X_test" in r.data.metrics]
+    assert {k: v for k, v in post_metrics(classifier_run).items() if k.endswith("_X_test")} == {
+        "log_loss_X_test": loss, "XGBClassifier_score_X_test": accuracy}
+    (regressor_run,) = [r for r in found if r is not classifier_run]
+    assert {k: v for k, v in post_metrics(regressor_run).items()
+            if k.endswith("_X_test")} == {"mean_squared_error_X_test": error}
+    assert metric_info(regressor_run.info.run_id) == {
+        "mean_squared_error_X_test": "mean_squared_error(y_true=y_test, y_pred=y_hat)"}
+    # A Booster from xgboost.train is no scikit-learn model: its predictions log nothing.
+    booster = xgboost.train({"max_depth": 2}, xgboost.DMatrix(X_train, label=y_train), 3)
+    metrics.mean_squared_error(y_test, booster.predict(xgboost.DMatrix(X_test)))
+    assert len(runs()) == 3
+    assert all(k.startswith(("training_", "train-", "validation")) or k.endswith("_X_test")
+               for r in runs() for k in r.data.metrics)

@@ -71,7 +71,7 @@ def autolog(
         disable_for_unsupported_versions: stay off on Optuna versions outside
             the tested range instead of warning.
         log_search_report: when the study ends, log `search_report.html` on its
-            run (history, slices, parameter importance; needs `mltrail[report]`).
+            run (history, slices, parameter importance).
     """
     autologging.enable(
         sys.modules[__name__],

@@ -54,7 +54,7 @@ def autolog(
             the tested range instead of warning.
         log_search_report: when a search (GridSearchCV, RandomizedSearchCV, ...) ends,
             log `search_report.html` on its run (every candidate's score, slices,
-            parameter importance; needs `mltrail[report]`).
+            parameter importance).
         max_tuning_runs: how many of a search's best candidates become child runs;
             None for all.
         pos_label: the positive class for binary precision/recall/f1 (else weighted).

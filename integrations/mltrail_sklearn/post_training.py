@@ -57,11 +57,10 @@ _inside: contextvars.ContextVar[bool] = contextvars.ContextVar("mltrail_post_tra
 
 
 class _Registry:
-    """Which objects are logged models and predictions, and each run's metric calls."""
+    """Which objects are predictions of logged models, and each run's metric calls."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.models: dict[int, tuple[weakref.ref[Any], str, Any]] = {}  # id -> ref, run, client
         self.results: dict[int, tuple[str, str, Any]] = {}  # id -> dataset name, run, client
         self.datasets: dict[tuple[str, str], list[int]] = {}  # (run, name) -> dataset ids
         self.calls: dict[str, dict[str, list[tuple[str, str]]]] = {}  # run -> fn -> (key, cmd)
@@ -98,28 +97,8 @@ def register_model(session: autologging.Session, model: Any) -> None:
     if not session.options.extra.get(OPTION, True):
         return
     for item in (model, getattr(model, "best_estimator_", None)):
-        if item is None:
-            continue
-        key = id(item)
-
-        def forget(ref: weakref.ref[Any], key: int = key) -> None:
-            with _registry.lock:
-                if _registry.models.get(key, (None,))[0] is ref:
-                    del _registry.models[key]
-
-        try:
-            ref = weakref.ref(item, forget)
-        except TypeError:  # an object without weak references cannot be followed safely
-            continue
-        with _registry.lock:
-            _registry.models[key] = (ref, session.run_id, session.client)
-
-
-def _model_run(model: Any) -> tuple[str, Any] | None:
-    entry = _registry.models.get(id(model))
-    if entry is None or entry[0]() is not model:
-        return None
-    return entry[1], entry[2]
+        if item is not None:
+            autologging.remember_fitted(session.run_id, session.client, item)
 
 
 def _dataset_name(run_id: str, dataset: Any, name: str) -> str:
@@ -294,7 +273,7 @@ def _first_argument(func: Callable[..., Any], args: tuple[Any, ...],
 def predict_wrapper(call_original: autologging.OriginalCall, instance: Any,
                     args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     model, rest = _bound(instance, args)
-    target = _model_run(model) if _active() else None
+    target = autologging.fitted_run(model) if _active() else None
     if target is None:
         call_original(*args, **kwargs)
         return
@@ -308,7 +287,7 @@ def predict_wrapper(call_original: autologging.OriginalCall, instance: Any,
 def score_wrapper(call_original: autologging.OriginalCall, instance: Any,
                   args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     model, rest = _bound(instance, args)
-    target = _model_run(model) if _active() else None
+    target = autologging.fitted_run(model) if _active() else None
     if target is None:
         call_original(*args, **kwargs)
         return

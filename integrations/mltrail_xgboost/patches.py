@@ -155,3 +155,6 @@ def _fit_wrapper(
             _fit_session.reset(token)
         booster = session.safe("read the booster", instance.get_booster)
         _log_trained(session, booster, instance, (arguments or {}).get("X"))
+        # Its predictions scored by sklearn.metrics are this run's post-training metrics.
+        session.safe("remember the fitted model", autologging.remember_fitted, session.run_id,
+                     session.client, instance)

@@ -15,8 +15,10 @@ into: the active-run stack (`start_run`, `end_run`, `active_run`) under
 `isolated()` (what the trial trains logs into the trial's run) and
 `adoptable(run)` (a `start_run(nested=True)` in the user's objective reuses that
 run); `log_keeping_params` logs a batch without clashing with params the user
-logged first. Models are written in MLflow's layout with `models`, plot data and
-images with `plots` (both imported on first use); `options_of(flavor)` reads the
+logged first. A fitted model is tied to its run with `remember_fitted`, and
+`fitted_run` answers whose it is later (post-training metrics). Models are
+written in MLflow's layout with `models`, plot data and images with `plots` (both
+imported on first use); `options_of(flavor)` reads the
 options in force outside a training call. Entities and errors an integration
 needs are re-exported here.
 Nothing here knows any framework, and the built-in integrations import nothing
@@ -41,6 +43,7 @@ from .enabling import (
     settings,
     unsupported_versions,
 )
+from .fitted import fitted_run, remember_fitted
 from .integration import Integration, IntegrationError
 from .options import AutologOptions
 from .options import get as options_of
@@ -89,6 +92,7 @@ __all__ = [
     "enable",
     "end_child_run",
     "end_run",
+    "fitted_run",
     "flush",
     "in_training",
     "is_patched",
@@ -100,6 +104,7 @@ __all__ = [
     "owner_of",
     "plots",
     "registered",
+    "remember_fitted",
     "reset_options",
     "safe_patch",
     "set_experiment",
