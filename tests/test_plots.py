@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -203,6 +204,53 @@ def test_estimator_html_is_sklearns_own_view(autolog: None) -> None:
     for marker in ("StandardScaler", "LogisticRegression", "sk-estimator", "Pipeline"):
         assert (marker in page) == (marker in expected)
     assert abs(len(page) - len(html_view.page(expected))) < 200
+
+
+FRESH_SCRIPT = """
+import json, sys
+import mltrail
+from mltrail_sklearn import html_view
+from sklearn.datasets import load_wine
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.utils import estimator_html_repr
+
+mltrail.set_tracking_uri(sys.argv[1])
+mltrail.autolog(log_models=False, log_plots=False)
+X, y = load_wine(return_X_y=True)
+models = [RandomForestClassifier(n_estimators=10, max_depth=5, random_state=seed).fit(X, y)
+          for seed in range(6)]
+ready = html_view._helper._ready
+# Not ready, flush draws the pages here: done well within a timeout shorter than the
+# helper's start (a flush that waited for the helper would return False).
+written = mltrail.flush(0.5)
+expected = {seed: len(html_view.page(estimator_html_repr(m))) for seed, m in enumerate(models)}
+print(json.dumps({"ready_at_flush": ready, "written": written, "expected": expected}))
+"""
+
+
+def test_a_script_that_ends_before_the_helper_is_ready_still_gets_every_page(
+    tmp_path: Path,
+) -> None:
+    """A fresh process: six small fits and a flush take less than the helper needs to
+    load scikit-learn. Their requests queue without holding up training, and flush
+    draws the pages itself; each run has scikit-learn's view of its own model."""
+    store = tmp_path / "runs"
+    done = subprocess.run([sys.executable, "-c", FRESH_SCRIPT, str(store)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["ready_at_flush"] is False, "the helper was ready: this path was not taken"
+    assert report["written"] is True
+    client = mltrail.MlflowClient(tracking_uri=str(store))
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 6
+    for run in runs:
+        page = Path(client.download_artifacts(run.info.run_id, "estimator.html")).read_text()
+        seed = int(run.data.params["random_state"])
+        assert "RandomForestClassifier" in page and '<meta charset="UTF-8"/>' in page
+        # the same page up to the random element ids scikit-learn draws per rendering
+        assert abs(len(page) - report["expected"][str(seed)]) < 200
+        assert html_view.NOTE_TAG not in run.data.tags
 
 
 def test_an_estimator_that_does_not_pickle_gets_a_note_instead_of_the_page(

@@ -5,12 +5,17 @@ benchmark machine (it cleans every parameter's docstring and prints every
 fitted attribute): longer than the fit. A thread would not help, the work holds
 the GIL; so one helper process per tracking process draws it. The training
 thread pickles the estimator (well under a millisecond for small models; the
-same bytes `log_models` writes) and goes on; a reader thread writes the page
-into the run when the helper answers. `mltrail.flush()` and the exit path wait
-for pages not yet written (bounded by the flush timeout).
+same bytes `log_models` writes) and queues it; a writer thread feeds the helper,
+so a training thread never waits on a full pipe while the helper is still
+loading scikit-learn (that stalled a script's third small fit for 1.4 s), and a
+reader thread writes the page into the run when the helper answers.
 
-The helper starts when the first fit does, so it has loaded scikit-learn by the
-time that fit's page is asked for. It is this module run as a script: a fresh
+`mltrail.flush()` and the exit path wait for pages not yet written (bounded by
+the flush timeout). The helper starts with the first fit and needs about a
+second to load scikit-learn; a script that ends sooner (ten small fits) would
+wait that long, so when the helper has not said it is ready, flush draws the
+pages still waiting itself (10-15 ms each) and the helper's answers for them are
+dropped. It is this module run as a script: a fresh
 interpreter where autolog is off, so unpickling and drawing record nothing. An
 estimator it cannot load or draw leaves a `mltrail.note.estimator_html` tag on its
 run instead of the page.
@@ -21,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import queue
 import struct
 import subprocess
 import sys
@@ -71,10 +77,14 @@ class _Helper:
     def __init__(self) -> None:
         self._lock = threading.Condition()
         self._process: subprocess.Popen[bytes] | None = None
-        self._pending: dict[int, Callable[[str | None, str], None]] = {}
+        self._pending: dict[int, tuple[Callable[[str | None, str], None], bytes]] = {}
+        self._ready = False  # the running helper has loaded scikit-learn
         self._next = 0
         self._starts = 0
         self._pid = os.getpid()
+        self._outbox: queue.SimpleQueue[tuple[subprocess.Popen[bytes], bytes]] = (
+            queue.SimpleQueue())
+        self._writer: threading.Thread | None = None
 
     def submit(self, estimator: Any, done: Callable[[str | None, str], None]) -> None:
         """Draw `estimator`'s view in the helper; `done(html or None, error)` is called
@@ -85,12 +95,8 @@ class _Helper:
         with self._lock:
             process = self._running()
             job, self._next = self._next, self._next + 1
-            self._pending[job] = done
-            try:
-                _send(process.stdin, pickle.dumps((job, payload)))  # type: ignore[arg-type]
-            except OSError:
-                self._pending.pop(job, None)
-                raise
+            self._pending[job] = (done, payload)
+            self._outbox.put((process, pickle.dumps((job, payload))))
 
     def _running(self) -> subprocess.Popen[bytes]:
         if self._process is not None and self._process.poll() is None:
@@ -103,26 +109,45 @@ class _Helper:
             [sys.executable, "-c", "from mltrail_sklearn.html_view import main; main()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
         self._process = process
+        self._ready = False
         threading.Thread(target=self._read, args=(process,), daemon=True,
                          name="mltrail-estimator-html").start()
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write, daemon=True,
+                                            name="mltrail-estimator-html-writer")
+            self._writer.start()
         autologging.background_work(self.wait)
         return process
+
+    def _write(self) -> None:
+        """Send queued requests to the helper they were meant for. One that cannot be
+        sent (the helper ended) is left pending: the reader of that helper gives up its
+        pages when it sees the end."""
+        while True:
+            process, request = self._outbox.get()
+            with contextlib.suppress(OSError, ValueError):
+                _send(process.stdin, request)  # type: ignore[arg-type]
 
     def _read(self, process: subprocess.Popen[bytes]) -> None:
         while True:
             answer = _receive(process.stdout)  # type: ignore[arg-type]
             if answer is None:
                 break
-            job, html, error = pickle.loads(answer)
+            message = pickle.loads(answer)
+            if message is None:  # the helper has loaded scikit-learn
+                with self._lock:
+                    self._ready = True
+                continue
+            job, html, error = message
             with self._lock:
-                done = self._pending.pop(job, None)
-            if done is not None:
+                entry = self._pending.pop(job, None)
+            if entry is not None:  # else flush drew it already
                 with contextlib.suppress(Exception):  # the callback warns itself
-                    done(html, error)
+                    entry[0](html, error)
             with self._lock:
                 self._lock.notify_all()
         with self._lock:  # the helper ended: what it still had is lost
-            lost = [done for job, done in self._pending.items()]
+            lost = [done for done, _ in self._pending.values()]
             self._pending.clear()
             self._lock.notify_all()
         for done in lost:
@@ -130,9 +155,18 @@ class _Helper:
                 done(None, "the helper process ended")
 
     def wait(self, timeout: float) -> bool:
-        """True once every page submitted so far has been written (or given up)."""
+        """True once every page submitted so far has been written (or given up); pages
+        a helper not yet ready would only start on are drawn here instead."""
         with self._lock:
-            return self._lock.wait_for(lambda: not self._pending, timeout)
+            if self._ready or not self._pending:
+                return self._lock.wait_for(lambda: not self._pending, timeout)
+            waiting = list(self._pending.values())
+            self._pending.clear()
+        with autologging.suppressed():
+            for done, payload in waiting:
+                with contextlib.suppress(Exception):  # the callback warns itself
+                    done(*draw(payload))
+        return True
 
 
 _helper = _Helper()
@@ -174,18 +208,25 @@ def wait(timeout: float = 30.0) -> bool:
     return _helper.wait(timeout)
 
 
+def draw(payload: bytes) -> tuple[str | None, str]:
+    """(page, "") for a pickled estimator, or (None, why not)."""
+    from sklearn.utils import estimator_html_repr
+
+    try:
+        return page(estimator_html_repr(pickle.loads(payload))), ""
+    except Exception as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+
+
 def main() -> None:
     """The helper: read pickled estimators from stdin, answer their HTML pages on stdout."""
-    from sklearn.utils import estimator_html_repr  # loaded before the first request
+    import sklearn.utils  # noqa: F401  # loaded before saying it is ready
 
     source, sink = sys.stdin.buffer, sys.stdout.buffer
+    _send(sink, pickle.dumps(None))
     while True:
         request = _receive(source)
         if request is None:
             return
         job, payload = pickle.loads(request)
-        try:
-            answer = (job, page(estimator_html_repr(pickle.loads(payload))), "")
-        except Exception as exc:
-            answer = (job, None, f"{type(exc).__name__}: {exc}")
-        _send(sink, pickle.dumps(answer))
+        _send(sink, pickle.dumps((job, *draw(payload))))
