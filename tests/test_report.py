@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -378,6 +379,9 @@ def test_mlflow_ui_shows_the_search_report_inline(mlflow_server, tmp_path: Path)
                              until=lambda p: _orange_pixels(p, (420, 180, 1020, 1000)) > 100)
     assert shown, f"no report drawn in MLflow's UI within 120 s: see {png}"
     assert _orange_pixels(png, (0, 0, 400, 1000)) == 0  # not some orange of the UI itself
+    if os.environ.get("MLTRAIL_DOCS_DIR"):  # how docs/mlflow-search-report.png is made
+        Path(os.environ["MLTRAIL_DOCS_DIR"], "mlflow-search-report.png").write_bytes(
+            png.read_bytes())
 
 
 # parameter importance ------------------------------------------------------------

@@ -188,8 +188,8 @@ def test_screenshot_of_the_ui_over_local_runs(ui: Ui, tmp_path: Path) -> None:
                              until=lambda p: _dark_pixels(p, (220, 290, 1020, 740)) > 500)
     assert shown, f"MLflow's UI drew no runs within 120 s: see {png}"
     assert distinct_colours(png) > 50
-    if os.environ.get("MLTRAIL_DOCS_SCREENSHOT"):  # how docs/ui.png is made
-        Path(os.environ["MLTRAIL_DOCS_SCREENSHOT"]).write_bytes(png.read_bytes())
+    if os.environ.get("MLTRAIL_DOCS_DIR"):  # how docs/ui.png is made
+        Path(os.environ["MLTRAIL_DOCS_DIR"], "ui.png").write_bytes(png.read_bytes())
 
 
 def test_sigint_stops_the_ui_and_its_children(ui: Ui) -> None:
