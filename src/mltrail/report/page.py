@@ -201,12 +201,12 @@ def _trial_table(search: SearchData) -> str:
 # sections ---------------------------------------------------------------------
 
 
-def add_search(page: Page, search: SearchData, heading: str = "h2", meta: str = "") -> None:
+def search_summary(search: SearchData) -> str:
+    """One sentence on a search: trials, how many gave a finite value, the best one.
+    Both reports open a search with it."""
     best = search.best()
-    done = sum(1 for t in search.trials if t.value is not None)
-    page.add(f'<section class="search"><{heading}>{html.escape(search.title)}</{heading}>')
-    if meta:
-        page.add(f'<p class="meta">{meta}</p>')
+    done = sum(1 for t in search.trials
+               if isinstance(t.value, (int, float)) and math.isfinite(t.value))
     summary = (f"{len(search.trials)} trials, {done} with a value of "
                f"<b>{html.escape(search.objective)}</b> ({search.direction}).")
     if best is not None:
@@ -214,7 +214,14 @@ def add_search(page: Page, search: SearchData, heading: str = "h2", meta: str = 
                            for k, v in sorted(best.params.items()))
         summary += (f" Best: trial {best.number}, {html.escape(search.objective)} = "
                     f"{fmt(best.value)} ({params}).")
-    page.add(f"<p>{summary}</p>")
+    return summary
+
+
+def add_search(page: Page, search: SearchData, heading: str = "h2", meta: str = "") -> None:
+    page.add(f'<section class="search"><{heading}>{html.escape(search.title)}</{heading}>')
+    if meta:
+        page.add(f'<p class="meta">{meta}</p>')
+    page.add(f"<p>{search_summary(search)}</p>")
     page.chart(figures.optimization_history(search))
     page.chart(figures.slice_plots(search))
     importance = param_importance(search)

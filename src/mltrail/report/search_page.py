@@ -25,7 +25,14 @@ from typing import Any
 from .. import plots
 from .data import SearchData, as_number, varying_params
 from .importance import METHOD, param_importance
-from .page import cell, fmt, local_time, number_or_none, script_json, search_json
+from .page import (
+    cell,
+    local_time,
+    number_or_none,
+    script_json,
+    search_json,
+    search_summary,
+)
 
 MAX_SLICES = 12  # panels; a search over more hyperparameters shows the most important ones
 _SLICE_W, _SLICE_H = 320, 250
@@ -101,14 +108,7 @@ def _trial_table(search: SearchData, best_number: int | None) -> str:
 def render_search(search: SearchData) -> str:
     """The page a search's parent run carries as `search_report.html` (see the module)."""
     best = search.best()
-    done = sum(1 for t in search.trials if _finite(t.value))
-    summary = (f"{len(search.trials)} trials, {done} with a value of "
-               f"<b>{html.escape(search.objective)}</b> ({search.direction}).")
-    if best is not None:
-        params = ", ".join(f"{html.escape(k)}={html.escape(fmt(v))}"
-                           for k, v in sorted(best.params.items()))
-        summary += (f" Best: trial {best.number}, {html.escape(search.objective)} = "
-                    f"{fmt(best.value)} ({params}).")
+    summary = search_summary(search)
     importance = param_importance(search)
     varying = varying_params(t.params for t in search.trials)
     shown = sorted(varying, key=lambda k: (-importance.get(k, -1.0), k))[:MAX_SLICES]
