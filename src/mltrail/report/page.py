@@ -183,15 +183,21 @@ def number_or_none(value: Any) -> float | None:
     return None if value is None else as_number(value)
 
 
-def _trial_table(search: SearchData) -> str:
+def trial_table(
+    search: SearchData, sortable: bool = True, best_number: int | None = None
+) -> str:
+    """A search's trials, one row each: number, status, value and the params that varied
+    (all of them when none did); the row of `best_number` is marked. Sortable where the
+    page has the full report's script."""
     params = varying_params(t.params for t in search.trials) or sorted(
         {k for t in search.trials for k in t.params})
     head = ["trial", "status", search.objective, *params]
-    out = ['<table class="sortable"><thead><tr>']
+    out = ['<table class="sortable">' if sortable else "<table>", "<thead><tr>"]
     out += [f"<th>{html.escape(h)}</th>" for h in head]
     out.append("</tr></thead><tbody>")
     for trial in sorted(search.trials, key=lambda t: t.number):
-        out.append(f"<tr>{cell(trial.number)}{cell(trial.status)}{cell(trial.value)}")
+        mark = ' class="best"' if trial.number == best_number else ""
+        out.append(f"<tr{mark}>{cell(trial.number)}{cell(trial.status)}{cell(trial.value)}")
         out += [cell(trial.params.get(p), number_or_none(trial.params.get(p))) for p in params]
         out.append("</tr>")
     out.append("</tbody></table>")
@@ -230,7 +236,7 @@ def add_search(page: Page, search: SearchData, heading: str = "h2", meta: str = 
         page.add(f'<p class="note">Importance: {METHOD}. It measures each hyperparameter '
                  "alone and misses interactions.</p>")
     page.chart(figures.search_parallel_coordinates(search))
-    page.add(f"<details><summary>Trials</summary>{_trial_table(search)}</details></section>")
+    page.add(f"<details><summary>Trials</summary>{trial_table(search)}</details></section>")
 
 
 def search_json(search: SearchData) -> dict[str, Any]:

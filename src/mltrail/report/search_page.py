@@ -26,12 +26,11 @@ from .. import plots
 from .data import SearchData, as_number, varying_params
 from .importance import METHOD, param_importance
 from .page import (
-    cell,
     local_time,
-    number_or_none,
     script_json,
     search_json,
     search_summary,
+    trial_table,
 )
 
 MAX_SLICES = 12  # panels; a search over more hyperparameters shows the most important ones
@@ -90,21 +89,6 @@ def importance_chart(importance: dict[str, float]) -> dict[str, Any]:
             "height": 110 + 26 * len(ascending)}
 
 
-def _trial_table(search: SearchData, best_number: int | None) -> str:
-    params = varying_params(t.params for t in search.trials) or sorted(
-        {k for t in search.trials for k in t.params})
-    head = ["trial", "status", search.objective, *params]
-    out = ["<table><thead><tr>", *(f"<th>{html.escape(h)}</th>" for h in head),
-           "</tr></thead><tbody>"]
-    for trial in sorted(search.trials, key=lambda t: t.number):
-        mark = ' class="best"' if trial.number == best_number else ""
-        out.append(f"<tr{mark}>{cell(trial.number)}{cell(trial.status)}{cell(trial.value)}")
-        out += [cell(trial.params.get(p), number_or_none(trial.params.get(p))) for p in params]
-        out.append("</tr>")
-    out.append("</tbody></table>")
-    return "".join(out)
-
-
 def render_search(search: SearchData) -> str:
     """The page a search's parent run carries as `search_report.html` (see the module)."""
     best = search.best()
@@ -130,7 +114,8 @@ def render_search(search: SearchData) -> str:
         parts.append(plots.render_svg(importance_chart(importance)))
         parts.append(f'<p class="note">Importance: {METHOD}. It measures each '
                      "hyperparameter alone and misses interactions.</p>")
-    parts.append(f"<h2>Trials</h2>{_trial_table(search, best.number if best else None)}")
+    table = trial_table(search, sortable=False, best_number=best.number if best else None)
+    parts.append(f"<h2>Trials</h2>{table}")
     parts.append(f'<script type="application/json" id="mltrail-data">'
                  f'{script_json({"searches": [search_json(search)]})}</script></body></html>')
     return "".join(parts)
