@@ -1,6 +1,6 @@
 """`estimator.html`, scikit-learn's HTML view of a fitted estimator, off the training path.
 
-`sklearn.utils.estimator_html_repr` took 25-45 ms for a 10-tree forest on the
+`sklearn.utils.estimator_html_repr` took 15-45 ms for a 10-tree forest on the
 benchmark machine (it cleans every parameter's docstring and prints every
 fitted attribute): longer than the fit. A thread would not help, the work holds
 the GIL; so one helper process per tracking process draws it. The training
@@ -15,10 +15,11 @@ the flush timeout). The helper starts with the first fit and needs about a
 second to load scikit-learn; a script that ends sooner (ten small fits) would
 wait that long, so when the helper has not said it is ready, flush draws the
 pages still waiting itself (10-15 ms each) and the helper's answers for them are
-dropped. It is this module run as a script: a fresh
-interpreter where autolog is off, so unpickling and drawing record nothing. An
-estimator it cannot load or draw leaves a `mltrail.note.estimator_html` tag on its
-run instead of the page.
+dropped.
+
+The helper is this module run as a script: a fresh interpreter where autolog is
+off, so unpickling and drawing record nothing. An estimator it cannot load or
+draw leaves a `mltrail.note.estimator_html` tag on its run instead of the page.
 """
 
 from __future__ import annotations
