@@ -108,7 +108,8 @@ class _Helper:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         process = subprocess.Popen(
             [sys.executable, "-c", "from mltrail_sklearn.html_view import main; main()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+            start_new_session=True)  # a Ctrl-C meant for the script leaves its pages drawn
         self._process = process
         self._ready = False
         threading.Thread(target=self._read, args=(process,), daemon=True,

@@ -42,6 +42,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -111,14 +112,17 @@ class Mirror:
                 self.experiments[local_id] = found.experiment_id
         return self.experiments[local_id]
 
-    def sync(self) -> int:
-        """Copy what is new; returns how many runs were created or updated."""
+    def sync(self, stopping: threading.Event | None = None) -> int:
+        """Copy what is new; returns how many runs were created or updated. Once
+        `stopping` is set, no further run is started (the next sync goes on from there)."""
         experiment_ids = [e.experiment_id for e in self.source.search_experiments()]
         if not experiment_ids:
             return 0
         listed = {r.info.run_id: r for r in _all_runs(self.source, experiment_ids)}
         touched = 0
         for run_id in listed:
+            if stopping is not None and stopping.is_set():
+                break
             if run_id not in self.finished:
                 touched += self._sync_run(listed[run_id], listed)
         self.target.flush()
@@ -209,9 +213,9 @@ def start_mlflow_ui(database: str, artifacts: Path, port: int,
 
 
 def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float,
-                  log: Path) -> None:
+                  log: Path, stopping: threading.Event) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stopping.is_set():
         if process.poll() is not None:
             raise MltrailError(f"`mlflow ui` exited with code {process.returncode}; its "
                                f"output is in {log}")
@@ -219,7 +223,9 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float,
               urllib.request.urlopen(f"{url}/health", timeout=5) as answer):
             if answer.status == 200:
                 return
-        time.sleep(0.5)
+        stopping.wait(0.5)
+    if stopping.is_set():
+        return
     raise MltrailError(f"`mlflow ui` did not answer at {url} within {timeout:.0f} s")
 
 
@@ -256,28 +262,34 @@ def cmd_ui(args: argparse.Namespace) -> int:
     log = artifacts.parent / "mlflow-ui.log"
     process = start_mlflow_ui(database, artifacts, args.port, log)
 
-    def end(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt  # SIGTERM ends the loop as Ctrl-C does
+    # Ctrl-C and SIGTERM set a flag that the loop reads between runs: an exception
+    # raised in the middle of a copy would leave a request to the database half made,
+    # and the exit path would then wait out its flush timeout for it.
+    stopping = threading.Event()
 
-    previous = signal.signal(signal.SIGTERM, end)
+    def end(signum: int, frame: Any) -> None:
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, end) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        wait_until_up(url, process, _START_TIMEOUT, log)  # the UI creates the database first
-        mirror = Mirror(source, TrackingClient(database), artifacts)
-        copied = mirror.sync()
-        print(f"MLflow UI over {root} at {url} ({copied} run(s) copied or updated in "
-              f"{database}; new runs follow every {args.interval:g} s; its log: {log}). "
-              "Ctrl-C stops it.", flush=True)
-        while process.poll() is None:
-            time.sleep(args.interval)
-            mirror.sync()
+        wait_until_up(url, process, _START_TIMEOUT, log, stopping)  # it creates the database
+        if not stopping.is_set():
+            mirror = Mirror(source, TrackingClient(database), artifacts)
+            copied = mirror.sync(stopping)
+            print(f"MLflow UI over {root} at {url} ({copied} run(s) copied or updated in "
+                  f"{database}; new runs follow every {args.interval:g} s; its log: {log}). "
+                  "Ctrl-C stops it.", flush=True)
+        while process.poll() is None and not stopping.wait(args.interval):
+            mirror.sync(stopping)
+        if stopping.is_set():
+            print("mltrail: stopping the UI", file=sys.stderr)
+            return 0
         print(f"mltrail: `mlflow ui` exited with code {process.returncode}; see {log}",
               file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("mltrail: stopping the UI", file=sys.stderr)
-        return 0
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         stop(process)
 
 

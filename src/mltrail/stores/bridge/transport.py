@@ -88,7 +88,8 @@ class InThread:
 class HelperProcess:
     """Requests answered by ``python -m mltrail.stores.bridge.worker`` over its pipes.
 
-    Started on the first request. It ends when its stdin closes: at `close`, or when
+    Started on the first request, in a session of its own so that a Ctrl-C meant for
+    this process does not end it. It ends when its stdin closes: at `close`, or when
     this process exits (whatever request it is carrying out is finished first, and
     its record stays in the spool's "sent, not confirmed" state, so the next shipper
     looks the run up by its client id instead of creating it twice).
@@ -112,6 +113,9 @@ class HelperProcess:
             text=True,
             env=env,
             bufsize=1,
+            # A session of its own: a Ctrl-C at the terminal reaches the training process,
+            # whose exit path still needs this helper to deliver what is pending.
+            start_new_session=True,
         )
 
     def request(self, op: str, args: dict[str, Any]) -> Any:
