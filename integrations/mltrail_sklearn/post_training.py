@@ -270,35 +270,46 @@ def _first_argument(func: Callable[..., Any], args: tuple[Any, ...],
     return kwargs.get(names[1]) if len(names) > 1 else None
 
 
-def predict_wrapper(call_original: autologging.OriginalCall, instance: Any,
-                    args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+def _call_on_logged_model(
+    call_original: autologging.OriginalCall, instance: Any, args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> tuple[Any, tuple[Any, ...], tuple[str, Any], Any] | None:
+    """Run the user's call, once. For a logged model (while post-training metrics are on):
+    the model, the call's arguments after it, (run id, client) and the call's result."""
     model, rest = _bound(instance, args)
     target = autologging.fitted_run(model) if _active() else None
     if target is None:
         call_original(*args, **kwargs)
-        return
+        return None
     with _nested():
         result = call_original(*args, **kwargs)
+    return model, rest, target, result
+
+
+def _dataset(call_original: autologging.OriginalCall, rest: tuple[Any, ...],
+             kwargs: dict[str, Any], run_id: str) -> str:
+    """The name of the data the call was given, unique in the run (see `_dataset_name`)."""
     data = _first_argument(call_original.func, rest, kwargs)
-    name = _dataset_name(target[0], data, variable_name(data, UNKNOWN_DATASET))
-    _register_result(result, name, *target)
+    return _dataset_name(run_id, data, variable_name(data, UNKNOWN_DATASET))
+
+
+def predict_wrapper(call_original: autologging.OriginalCall, instance: Any,
+                    args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    called = _call_on_logged_model(call_original, instance, args, kwargs)
+    if called is not None:
+        _, rest, target, result = called
+        _register_result(result, _dataset(call_original, rest, kwargs, target[0]), *target)
 
 
 def score_wrapper(call_original: autologging.OriginalCall, instance: Any,
                   args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    model, rest = _bound(instance, args)
-    target = autologging.fitted_run(model) if _active() else None
-    if target is None:
-        call_original(*args, **kwargs)
+    called = _call_on_logged_model(call_original, instance, args, kwargs)
+    if called is None or not _loggable(called[3]):
         return
-    with _nested():
-        value = call_original(*args, **kwargs)
-    if not _loggable(value):
-        return
+    model, rest, target, value = called
     func = getattr(call_original.func, "__func__", call_original.func)
     command = call_command(func, rest, kwargs, owner=model)
-    data = _first_argument(call_original.func, rest, kwargs)
-    name = _dataset_name(target[0], data, variable_name(data, UNKNOWN_DATASET))
+    name = _dataset(call_original, rest, kwargs, target[0])
     _log(target[0], target[1], f"{type(model).__name__}_score", name, value, command)
 
 
