@@ -760,3 +760,31 @@ def test_warnings_as_errors_never_stop_the_background_sender(
             assert client.flush(30)
     points = history(mlflow_client_cls(tracking_uri=mlflow_server.url), run_id, "m")
     assert [(step, value) for step, _, value in points] == [(0, 1.0), (1, 2.0)]
+
+
+def test_warnings_as_errors_never_stop_a_run_started_while_the_server_is_down(
+    mlflow_server: Any, remote: RemoteFactory, mlflow_client_cls: Any
+) -> None:
+    # The foreground's "server down, the spool is used" warning used to raise out of
+    # create_experiment/create_run under an "error" filter: the user's training
+    # stopped at its first tracking call, the one thing the remote path promises not to do.
+    import warnings
+
+    name = unique("warn-errors-down")
+    with FaultyProxy(mlflow_server.url) as proxy:
+        client = remote(proxy.url)
+        proxy.down = True
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            experiment = client.create_experiment(name)
+            run_id = client.create_run(experiment).info.run_id
+            for step in range(3):
+                client.log_metric(run_id, "m", float(step), timestamp=BASE_TS, step=step)
+            client.set_terminated(run_id)
+        proxy.down = False
+        assert client.flush(30)
+    server = mlflow_client_cls(tracking_uri=mlflow_server.url)
+    (on_server,) = server_runs(server, server.get_experiment_by_name(name).experiment_id)
+    assert on_server.info.status == "FINISHED"
+    points = history(server, on_server.info.run_id, "m")
+    assert [(step, value) for step, _, value in points] == [(0, 0.0), (1, 1.0), (2, 2.0)]

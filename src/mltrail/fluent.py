@@ -16,12 +16,11 @@ import signal
 import sys
 import threading
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import runtime
+from . import notices, runtime
 from .artifacts import RUNS_SCHEME, split_runs_uri
 from .client import TrackingClient
 from .entities import (
@@ -671,7 +670,7 @@ def end_open_runs(status: str) -> None:
         try:
             active.client.set_terminated(active.info.run_id, status)
         except Exception as exc:
-            warnings.warn(f"mltrail: could not end run {active.info.run_id}: {exc}", stacklevel=1)
+            notices.warn(f"mltrail: could not end run {active.info.run_id}: {exc}", stacklevel=1)
     flush()
 
 

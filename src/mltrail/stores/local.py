@@ -27,13 +27,12 @@ import shutil
 import threading
 import time
 import uuid
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import search
+from .. import notices, search
 from ..entities import (
     DatasetInput,
     Experiment,
@@ -544,7 +543,7 @@ class LocalStore:
                 continue  # a run folder whose creation is still under way
             except DamagedRunError as exc:
                 # One damaged run must not hide the others (nor read as "No runs").
-                warnings.warn(f"mltrail: skipped in the listing: {exc.message}", stacklevel=3)
+                notices.warn(f"mltrail: skipped in the listing: {exc.message}", stacklevel=3)
                 continue
             if before is not None and state is before[0]:
                 found[run_id] = before
@@ -771,7 +770,7 @@ class _Syncer:
                 if history is not None:
                     history.save(run_dir, offset)
             except OSError as exc:  # a folder removed under us: the journal is what counts
-                warnings.warn(f"mltrail: could not finish writing {run_dir}: {exc}", stacklevel=1)
+                notices.warn(f"mltrail: could not finish writing {run_dir}: {exc}", stacklevel=1)
             finally:
                 self._queue.task_done()
 

@@ -12,9 +12,10 @@ the budget, and whoever depends on the outcome registers a callback with `then`.
 from __future__ import annotations
 
 import threading
-import warnings
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
+
+from ... import notices
 
 T = TypeVar("T")
 
@@ -55,7 +56,7 @@ class ForegroundCall(Generic[T]):
         try:
             callback(self)
         except Exception as exc:  # a background thread has nobody to raise to
-            warnings.warn(f"mltrail: handling a late answer failed: {exc!r}", stacklevel=1)
+            notices.warn(f"mltrail: handling a late answer failed: {exc!r}", stacklevel=1)
 
     @property
     def done(self) -> bool:

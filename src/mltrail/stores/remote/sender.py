@@ -12,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-import warnings
 from pathlib import Path
 
+from ... import notices
 from ...exceptions import (
     AuthError,
     MltrailError,
@@ -235,7 +235,7 @@ class Sender:
         except AuthError as exc:
             requeue, keep = True, False
             self.auth_error = exc
-            warnings.warn(
+            notices.warn(
                 f"mltrail: {exc.message}. Sending stopped; the records stay in "
                 f"{self.shipper.spool.folder} and `mltrail sync` ships them once the "
                 "credentials are fixed",
@@ -254,7 +254,7 @@ class Sender:
             else:
                 message = exc.message if isinstance(exc, MltrailError) else repr(exc)
                 self._broken[run_id] = message
-                warnings.warn(
+                notices.warn(
                     f"mltrail: the server at {self.shipper.http.base_url} refused records of "
                     f"run {run_id}: {message}. They stay in {run_dir}; see `mltrail sync`",
                     stacklevel=1,
@@ -285,14 +285,14 @@ class Sender:
             if isinstance(exc, StorageError):
                 if not self._warned_storage:
                     self._warned_storage = True
-                    warnings.warn(
+                    notices.warn(
                         f"{self._last_error}. Shipping waits and is tried again; free space "
                         f"in {self.shipper.spool.folder}",
                         stacklevel=1,
                     )
             elif not self._warned_down:
                 self._warned_down = True
-                warnings.warn(
+                notices.warn(
                     f"mltrail: {self._last_error}. Training goes on; records wait in "
                     f"{self.shipper.spool.folder} and are sent when the server answers",
                     stacklevel=1,

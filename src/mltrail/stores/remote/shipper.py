@@ -20,12 +20,12 @@ import json
 import os
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ... import notices
 from ...exceptions import (
     AlreadyExistsError,
     AuthError,
@@ -516,7 +516,7 @@ class Shipper:
             f"{exc.message}"
         )
         result.refused.append(note)
-        warnings.warn(
+        notices.warn(
             f"mltrail: the server at {self.http.base_url} refused {note}. Set aside in "
             f"{run_dir / REFUSED} (run {run_id}); the run's other records are shipped",
             stacklevel=1,

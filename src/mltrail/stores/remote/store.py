@@ -43,14 +43,13 @@ import tempfile
 import threading
 import time
 import uuid
-import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ... import runtime
+from ... import notices, runtime
 from ...entities import (
     DatasetInput,
     Experiment,
@@ -296,7 +295,7 @@ class RestStore:
     def _offline(self, exc: BaseException, what: str, stacklevel: int = 3) -> None:
         """Note a transient failure of a foreground call, and warn about the fallback."""
         self.sender.mark_down(exc)
-        warnings.warn(
+        notices.warn(
             f"mltrail: {exc}; {what} from the local spool {self.spool.folder}",
             stacklevel=stacklevel,
         )
@@ -375,7 +374,7 @@ class RestStore:
             else:
                 self._stall(call)
                 call.then(lambda c: self._experiment_landed(c, name))
-                warnings.warn(
+                notices.warn(
                     f"mltrail: the tracking server at {self.uri} did not answer within "
                     f"{self.settings.create_timeout:g} s; experiment {name!r} is used from the "
                     f"local spool {self.spool.folder} and found or created on the server "
@@ -754,7 +753,7 @@ class RestStore:
             if key in self._warned_inf:
                 return
             self._warned_inf.add(key)
-        warnings.warn(
+        notices.warn(
             f"mltrail: metric {key!r} is infinite; MLflow tracking servers store +-inf as "
             "+-1.7976931348623157e+308 (the largest float), so that is what the server "
             "will show",
