@@ -52,7 +52,7 @@ def setup(mode: str, models: bool, uri: str | None, plots: bool = True) -> Tool:
     if mode.startswith("mltrail"):
         import mltrail
 
-        mltrail.set_tracking_uri(uri or tempfile.mkdtemp(prefix="mltrail-bench-"))
+        mltrail.set_tracking_uri(uri)
         mltrail.set_experiment(f"bench-{os.getpid()}")
 
         def on() -> None:
@@ -92,9 +92,18 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true",
                         help="one run as a user's script does it: no warm-up, no pairing")
     args = parser.parse_args()
-    if args.fresh:
-        fresh(args)
-        return
+    if args.uri is None and args.mode == "mltrail-local":
+        # The cell's own store goes when the cell ends; after the last flush, every
+        # record has been written, so nothing is still using it.
+        with tempfile.TemporaryDirectory(prefix="mltrail-bench-") as folder:
+            args.uri = folder
+            (fresh if args.fresh else measure)(args)
+    else:
+        (fresh if args.fresh else measure)(args)
+
+
+def measure(args: argparse.Namespace) -> None:
+    """Time `args.reps` repetitions with the tool on, each paired with one bare."""
     train = WORKLOADS[args.workload]()
     tool = setup(args.mode, args.models == "on", args.uri, args.plots == "on")
     paired = args.mode != "bare"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +18,14 @@ pytest_plugins = ["mlflow_server"]
 
 # mltrail's own logging errors are raised, not only warned about, in tests.
 os.environ["MLTRAIL_STRICT"] = "1"
-# Records spooled for a tracking server stay out of the home folder.
-os.environ["MLTRAIL_SPOOL_DIR"] = tempfile.mkdtemp(prefix="mltrail-test-spool-")
+# Records spooled for a tracking server stay out of the home folder, in a folder of
+# this test session's that goes with it.
+_SPOOL = tempfile.mkdtemp(prefix="mltrail-test-spool-")
+os.environ["MLTRAIL_SPOOL_DIR"] = _SPOOL
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_SPOOL, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
