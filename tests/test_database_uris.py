@@ -163,6 +163,39 @@ def test_seed_notebook_logs_to_sqlite_and_mlflow_shows_everything(
         server.stop()
 
 
+def test_nesting_on_sqlite_names_the_parents_database_id(
+    sqlite_folder: Path, mlflow_module: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child's `mlflow.parentRunId` and a search's best-trial tag were written with
+    the runs' local ids, which the database never holds: MLflow showed no tree, and
+    every child pointed at a run that did not exist."""
+    from hyperopt import Trials, fmin, hp, tpe
+
+    monkeypatch.chdir(sqlite_folder)
+    mltrail.set_tracking_uri("sqlite:///mlflow.db")
+    experiment = unique("nested")
+    mltrail.set_experiment(experiment)
+    with mltrail.start_run(run_name="manual-parent"), mltrail.start_run(
+            run_name="manual-child", nested=True):
+        mltrail.log_param("inner", 1)
+    mltrail.autolog()
+    fmin(lambda p: (p["x"] - 1) ** 2, {"x": hp.uniform("x", -2, 2)}, algo=tpe.suggest,
+         max_evals=3, trials=Trials(), show_progressbar=False)
+    assert mltrail.flush(180)
+
+    client = mlflow_module.MlflowClient(f"sqlite:///{sqlite_folder / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    by_id = {r.info.run_id: r for r in runs}
+    by_name = {r.info.run_name: r for r in runs}
+    assert len(runs) == 6  # two manual runs, the search and its three trials
+    child = by_name["manual-child"]
+    assert child.data.tags["mlflow.parentRunId"] == by_name["manual-parent"].info.run_id
+    trials = [r for r in runs if r.info.run_name.startswith("trial-")]
+    assert len(trials) == 3
+    (search,) = {by_id[t.data.tags["mlflow.parentRunId"]].info.run_id for t in trials}
+    assert by_id[search].data.tags["hyperopt.best_run_id"] in {t.info.run_id for t in trials}
+
+
 def test_env_uri_with_autolog_only_logs_every_fit(
     sqlite_folder: Path, mlflow_module: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

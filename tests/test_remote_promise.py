@@ -788,3 +788,32 @@ def test_warnings_as_errors_never_stop_a_run_started_while_the_server_is_down(
     assert on_server.info.status == "FINISHED"
     points = history(server, on_server.info.run_id, "m")
     assert [(step, value) for step, _, value in points] == [(0, 0.0), (1, 1.0), (2, 2.0)]
+
+
+def test_runs_logged_offline_keep_their_nesting_on_the_server(
+    mlflow_server: Any, remote: RemoteFactory, mlflow_client_cls: Any
+) -> None:
+    # A child logged while the server was down carried its parent's local id in
+    # `mlflow.parentRunId`, and a tag naming another run (a search's best trial) its
+    # local id too: after shipping, they named runs the server never had.
+    name = unique("offline-nesting")
+    with FaultyProxy(mlflow_server.url) as proxy:
+        client = remote(proxy.url)
+        proxy.down = True
+        experiment = client.create_experiment(name)
+        parent = client.create_run(experiment, run_name="parent").info.run_id
+        child = client.create_run(
+            experiment, run_name="child", tags={"mlflow.parentRunId": parent}).info.run_id
+        client.set_tag(parent, "best_run", child)
+        client.set_tag(parent, "not_a_run", "0" * 32)  # looks like an id: kept as it is
+        for run_id in (child, parent):
+            client.set_terminated(run_id)
+        proxy.down = False
+        assert client.flush(60)
+    server = mlflow_client_cls(tracking_uri=mlflow_server.url)
+    runs = server_runs(server, server.get_experiment_by_name(name).experiment_id)
+    by_name = {r.info.run_name: r for r in runs}
+    assert sorted(by_name) == ["child", "parent"]
+    assert by_name["child"].data.tags["mlflow.parentRunId"] == by_name["parent"].info.run_id
+    assert by_name["parent"].data.tags["best_run"] == by_name["child"].info.run_id
+    assert by_name["parent"].data.tags["not_a_run"] == "0" * 32

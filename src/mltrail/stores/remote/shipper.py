@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -286,7 +287,8 @@ class Shipper:
             state.create_sent = True
             state.create_settles_at = time.time() + self.http.settings.timeout + 1.0
             state.save(run_dir)
-            tags = dict(create.get("tags") or {})
+            tags = {k: self._server_tag_value(v, run_dir) for k, v in
+                    (create.get("tags") or {}).items()}
             tags[CLIENT_RUN_ID_TAG] = client_id
             try:
                 answer = self._call(
@@ -315,6 +317,42 @@ class Shipper:
         result.server_run_id = state.server_run_id
         if self.on_created is not None:
             self.on_created(state.client_run_id, state.server_run_id, state.artifact_uri)
+
+    def _server_tag_value(self, value: Any, run_dir: Path) -> Any:
+        """A tag value as the server must hold it: another run of this spool named by
+        its local id is named by its server id.
+
+        A run logged offline, or through the database bridge, has a local id until it
+        is shipped; its children's `mlflow.parentRunId` and a search's best-trial tag
+        were written with that id, which the server has never heard of. Which tags
+        hold run ids is the integrations' business, so any value that is the id of a
+        run in this spool is translated; the run it names is created on the server
+        first if it is not there yet.
+        """
+        if (
+            not isinstance(value, str)
+            or not _RUN_ID.fullmatch(value)
+            or value == run_dir.name
+        ):
+            return value
+        try:
+            other_dir = self.spool.store.run_dir(value)
+        except NotFoundError:
+            return value  # not a run of this spool: the value is the user's own
+        state = ShipState.load(other_dir)
+        if state.server_run_id is None:
+            lock = RunLock(other_dir)
+            if not lock.acquire():
+                raise RunBusy(
+                    f"run {value}, named by a tag of run {run_dir.name}, is being shipped "
+                    "right now; the tag is sent once that run has its server id"
+                )
+            try:
+                state = ShipState.load(other_dir)
+                self._ensure_created(other_dir, state, ShipResult(server_run_id=None))
+            finally:
+                lock.release()
+        return state.server_run_id or value
 
     def resolve_experiment(self, exp_dir: Path) -> str:
         """The server id of a spool experiment: mapped, found by name, or created."""
@@ -418,7 +456,8 @@ class Shipper:
                             len(batch.tags) >= MAX_TAGS or not batch.room(extra)
                         ):
                             send()
-                        batch.tags[key] = value  # a later value of the same key wins
+                        # a later value of the same key wins
+                        batch.tags[key] = self._server_tag_value(value, run_dir)
                         batch.bytes += extra
                 elif kind == Kind.INPUTS:
                     datasets.append(record)
@@ -870,6 +909,8 @@ def run_parallel(func: Callable[[Any], None], items: list[Any], workers: int) ->
 
 
 _NONE = object()
+# A run id as MLflow and mltrail make them: 32 hex digits.
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class _InFlight:
@@ -951,6 +992,15 @@ class _InFlight:
         if raise_error and self._error is not None:
             raise self._error
         return offset
+
+
+class RunBusy(RemoteError):
+    """A run this one refers to is being shipped by another thread or process: try again."""
+
+    transient = True
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error_code="TEMPORARILY_UNAVAILABLE")
 
 
 class CreateUnconfirmed(RemoteError):
