@@ -843,7 +843,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--tracking-uri",
         metavar="URI",
-        help="a folder, file: URI or http(s):// MLflow server (default: see below)",
+        help=("a folder, file: URI, http(s):// MLflow server or sqlite:/// (postgresql://, "
+              "mysql://) database (default: see below)"),
     )
     parser.add_argument("--version", action="version", version=f"mltrail {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -44,18 +44,26 @@ def _diabetes() -> tuple[Any, Any, Any, Any]:
 
 
 def forest_sweep() -> str:
-    """A parent run with one child per forest; autolog fills each child."""
+    """A parent run with one child per forest; autolog fills each child.
+
+    Returns:
+        The first forest's run id: the parent holds only its children, a forest's
+        run shows everything autolog records.
+    """
     from sklearn.ensemble import RandomForestClassifier
 
     x_train, x_test, y_train, y_test = _wine()
-    with mltrail.start_run(run_name="wine-forest-sweep", tags={"dataset": "wine"}) as parent:
+    first: str | None = None
+    with mltrail.start_run(run_name="wine-forest-sweep", tags={"dataset": "wine"}):
         for depth, trees in FOREST_GRID:
-            with mltrail.start_run(run_name=forest_name(depth, trees), nested=True):
+            with mltrail.start_run(run_name=forest_name(depth, trees), nested=True) as child:
                 model = RandomForestClassifier(
                     max_depth=depth, n_estimators=trees, random_state=42
                 ).fit(x_train, y_train)
                 mltrail.log_metric("accuracy", model.score(x_test, y_test))
-    return parent.info.run_id
+            first = first or child.info.run_id
+    assert first is not None
+    return first
 
 
 def lasso_fits() -> None:
@@ -134,7 +142,7 @@ def run_demo(
         experiment_ids=[experiment.experiment_id], output_format="list")}
     mltrail.autolog()
 
-    parent_id = forest_sweep()
+    forest_id = forest_sweep()
     echo(f"Trained {len(FOREST_GRID)} random forests on the wine data, in one sweep run.")
     lasso_fits()
     echo(f"Trained {len(LASSO_ALPHAS)} Lasso models on the diabetes data.")
@@ -143,9 +151,14 @@ def run_demo(
         echo("Trained an xgboost model with early stopping (per-iteration metrics logged).")
     if importlib.util.find_spec("hyperopt") is not None:
         hyperopt_search()
-        echo(f"Ran a {SEARCH_TRIALS}-trial hyperopt search (one parent run, a child per trial).")
+        echo(f"Ran a hyperopt search of {SEARCH_TRIALS} trials (a parent run, a child per trial).")
 
+    # A server or database gets the runs in the background; what is counted and named
+    # below is what it holds, by the ids it gave them.
+    mltrail.flush(120)
+    experiment = mltrail.get_experiment_by_name(experiment_name) or experiment
     runs = mltrail.search_runs(experiment_ids=[experiment.experiment_id], output_format="list")
+    forest_id = mltrail.get_run(forest_id).info.run_id
     logged = sum(run.info.run_id not in before for run in runs)
     earlier = f", beside {len(runs) - logged} from earlier demos" if len(runs) > logged else ""
     prefix = (
@@ -157,7 +170,7 @@ def run_demo(
         f"at {redact_uri(mltrail.get_tracking_uri())}\n"
         "\nLook at them with:\n"
         f"  {prefix} runs list\n"
-        f"  {prefix} runs show {parent_id[:8]}\n"
+        f"  {prefix} runs show {forest_id[:8]}\n"
         f'  {prefix} runs list --filter "metrics.training_r2_score > 0.4" '
         '--order-by "metrics.training_r2_score DESC"'
     )

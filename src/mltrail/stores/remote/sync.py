@@ -150,7 +150,7 @@ def _session(uri: str, settings: RemoteSettings) -> Any:
 
 def _prune_folder(spool: Spool, report: SyncReport, echo: Callable[[str], Any]) -> None:
     """Remove the journals of runs already delivered (by any process), keeping receipts."""
-    freed = 0
+    freed = count = 0
     for run_dir in spool.run_dirs():
         lock = RunLock(run_dir)
         if not lock.acquire():
@@ -165,11 +165,12 @@ def _prune_folder(spool: Spool, report: SyncReport, echo: Callable[[str], Any]) 
         finally:
             lock.release()
         if size:
-            report.pruned[run_dir.name] = size
+            report.pruned[run_dir.name] = size  # the report covers every folder
             freed += size
-    if report.pruned:
+            count += 1
+    if count:
         echo(
-            f"{spool.server_url}: pruned the journals of {len(report.pruned)} delivered "
+            f"{spool.server_url}: pruned the journals of {count} delivered "
             f"run(s), {freed:,} bytes freed; their receipts stay in {spool.folder}"
         )
 
@@ -295,7 +296,12 @@ def add_sync_command(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "sync",
         help="send runs waiting in the spool to their tracking server",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        description=(
+            "Send what earlier processes left in the spool to its tracking server or "
+            "database: records kept while the server was down, or when a process was "
+            "killed or exited before delivery. Each run resumes where shipping stopped, "
+            "so running it twice, or after an interruption, sends nothing twice."
+        ),
     )
     parser.add_argument("--uri", help="only this server (default: every server in the spool)")
     parser.add_argument("--dry-run", action="store_true", help="list what is pending, send nothing")
