@@ -332,4 +332,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], epilog="It takes no options."
+    ).parse_args()
     sys.exit(main())
