@@ -312,6 +312,8 @@ def test_run_demo_logs_a_sweep_and_autologged_runs(tracking_dir: Path) -> None:
     ]
     assert len(trials) == SEARCH_TRIALS
     assert all("loss" in r.data.metrics and "alpha" in r.data.params for r in trials)
+    # the objective's metric call is named after its variable, as in any user's script
+    assert all("root_mean_squared_error_x_valid" in r.data.metrics for r in trials)
     text = "\n".join(said)
     assert "runs list" in text and "runs show" in text and str(tracking_dir) in text
 

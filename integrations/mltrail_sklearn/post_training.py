@@ -49,8 +49,14 @@ _INFO_INTERVAL = 1.0  # seconds between rewrites of metric_info.json during a bu
 UNKNOWN_DATASET = "unknown_dataset"
 PREDICT_METHODS = ("predict", "predict_proba", "predict_log_proba", "transform")
 _EXCLUDED = frozenset(("check_scoring", "get_scorer", "make_scorer", "get_scorer_names"))
-# Frames of these modules are patching machinery, never the user's code naming a variable.
-_OWN_MODULES = ("mltrail", "wrapt")
+# Frames of these modules are patching machinery, never the user's code naming a variable:
+# wrapt, the plugin API, and the integrations. (mltrail's other modules are user code
+# here: `mltrail demo` names its datasets like any script.)
+_MACHINERY = ("wrapt", "mltrail.autologging", "mltrail_")
+
+
+def _machinery(module: str) -> bool:
+    return module.startswith(_MACHINERY)
 
 _inside: contextvars.ContextVar[bool] = contextvars.ContextVar("mltrail_post_training",
                                                                default=False)
@@ -143,7 +149,7 @@ def variable_name(value: Any, fallback: str) -> str:
     try:
         while frame is not None:
             module = frame.f_globals.get("__name__", "")
-            if module.split(".", 1)[0].startswith(_OWN_MODULES):
+            if _machinery(module):
                 frame = frame.f_back
                 continue
             if any(arg is value for arg in _arguments(frame)):
