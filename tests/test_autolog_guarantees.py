@@ -713,3 +713,54 @@ def test_xgboosts_own_warnings_name_xgboost_as_their_source(autolog: None) -> No
     unused = [w for w in caught if "not_a_parameter" in str(w.message)]
     assert unused, [str(w.message) for w in caught]
     assert all("mltrail" not in w.filename for w in unused), [w.filename for w in unused]
+
+
+# numpy's error state, repr, and calls the framework refuses -----------------------------
+
+
+@pytest.mark.parametrize("case", ["one-class classifier", "regressor on huge targets"])
+def test_autologs_own_arithmetic_neither_warns_nor_raises_numpy_errors(
+    autolog: None, case: str
+) -> None:
+    from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+    # Both fits are silent without autolog, even under np.errstate(all="raise"): the
+    # training metrics autolog computes must be too (log(0), overflowing squares).
+    with warnings.catch_warnings(record=True) as caught, np.errstate(all="raise"):
+        warnings.simplefilter("always")
+        if case == "one-class classifier":
+            DecisionTreeClassifier().fit(X, np.zeros(len(X)))
+        else:
+            DecisionTreeRegressor(max_depth=1).fit(X, Y * 1e200)
+    assert [str(w.message) for w in caught] == []
+    metrics = runs()[0].data.metrics
+    if case == "one-class classifier":  # log loss and AUC are undefined for one class
+        assert metrics["training_accuracy_score"] == 1.0
+        assert "training_log_loss" not in metrics and "training_roc_auc" not in metrics
+
+
+def test_patched_functions_and_methods_repr_as_the_originals(tracking_dir: Path) -> None:
+    from sklearn import metrics
+
+    model = LogisticRegression(C=0.5)
+    mltrail.autolog()
+    try:
+        for patched, name in [(LogisticRegression.fit, "LogisticRegression.fit"),
+                              (metrics.f1_score, "f1_score"), (xgb.train, "train")]:
+            assert isinstance(patched, autologging.patching._Patch)
+            assert repr(patched) == repr(patched.__wrapped__)
+            assert repr(patched).startswith(f"<function {name} at 0x"), repr(patched)
+        assert repr(model.fit) == "<bound method LogisticRegression.fit of LogisticRegression(C=0.5)>"
+        assert str(model.fit) == repr(model.fit)
+    finally:
+        mltrail.autolog(disable=True)
+
+
+def test_xgboost_train_on_an_array_gets_xgboosts_error_and_nothing_from_us(
+    autolog: None,
+) -> None:
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(TypeError,
+                                                                       match="cache item"):
+        warnings.simplefilter("always")
+        xgb.train({"max_depth": 2}, X, 2)  # not a DMatrix: xgboost refuses it
+    assert [str(w.message) for w in caught] == []
