@@ -750,7 +750,8 @@ def test_patched_functions_and_methods_repr_as_the_originals(tracking_dir: Path)
             assert isinstance(patched, autologging.patching._Patch)
             assert repr(patched) == repr(patched.__wrapped__)
             assert repr(patched).startswith(f"<function {name} at 0x"), repr(patched)
-        assert repr(model.fit) == "<bound method LogisticRegression.fit of LogisticRegression(C=0.5)>"
+        bound = "<bound method LogisticRegression.fit of LogisticRegression(C=0.5)>"
+        assert repr(model.fit) == bound
         assert str(model.fit) == repr(model.fit)
     finally:
         mltrail.autolog(disable=True)
