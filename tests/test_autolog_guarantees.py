@@ -532,6 +532,20 @@ def test_datasets_of_any_array_like_are_logged(autolog: None, kind: str) -> None
     assert json.loads(dataset.dataset.profile)["features_shape"] == [150, 4]
 
 
+def test_a_frame_with_unhashable_cells_is_logged_as_a_dataset(autolog: None) -> None:
+    import pandas as pd
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    frame = pd.DataFrame({"a": X[:, 0], "tags": [["x", "y"]] * len(X), "meta": [{}] * len(X)})
+    model = make_pipeline(FunctionTransformer(lambda f: f[["a"]]), LogisticRegression())
+    model.fit(frame, Y)
+    (dataset,) = runs()[0].inputs.dataset_inputs
+    assert json.loads(dataset.dataset.profile)["num_rows"] == len(X)
+    other = frame.assign(tags=[["x"]] * len(X))
+    assert mltrail.data.from_pandas(other).digest != dataset.dataset.digest
+
+
 def test_our_warnings_never_become_the_users_exception(
     tracking_dir: Path, lenient: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
