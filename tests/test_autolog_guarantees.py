@@ -421,32 +421,38 @@ def test_random_states_are_left_as_found(tracking_dir: Path) -> None:
     assert len(runs()) == 2
 
 
+class _WaitsInPredict(ClassifierMixin, BaseEstimator):
+    """Holds autolog's training metrics (which call predict) until another thread drew."""
+
+    inside = threading.Event()
+    drawn = threading.Event()
+
+    def fit(self, X: Any, y: Any) -> _WaitsInPredict:
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict(self, X: Any) -> Any:
+        type(self).inside.set()
+        type(self).drawn.wait(10)
+        return np.full(len(X), self.classes_[0])
+
+
 @pytest.mark.xfail(strict=True, reason="same_random_state puts numpy's global state back "
                    "after the training metrics, undoing draws another thread made meanwhile")
 def test_another_threads_draws_from_numpys_global_state_are_not_undone(autolog: None) -> None:
-    inside, drawn = threading.Event(), threading.Event()
-
-    class WaitsInPredict(ClassifierMixin, BaseEstimator):
-        def fit(self, X: Any, y: Any) -> WaitsInPredict:
-            self.classes_ = np.unique(y)
-            return self
-
-        def predict(self, X: Any) -> Any:  # autolog's training metrics call it
-            inside.set()
-            drawn.wait(10)
-            return np.full(len(X), self.classes_[0])
-
+    _WaitsInPredict.inside.clear()
+    _WaitsInPredict.drawn.clear()
     draws: list[float] = []
 
     def other_thread() -> None:
-        inside.wait(10)
+        _WaitsInPredict.inside.wait(10)
         draws.append(np.random.rand())
-        drawn.set()
+        _WaitsInPredict.drawn.set()
 
     np.random.seed(0)
     thread = threading.Thread(target=other_thread)
     thread.start()
-    WaitsInPredict().fit(X, Y)
+    _WaitsInPredict().fit(X, Y)
     thread.join(10)
     draws.append(np.random.rand())
     np.random.seed(0)
