@@ -12,6 +12,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import numpy as np
+
 import mltrail.autologging as autologging
 
 from . import html_view, post_training, recording
@@ -122,7 +124,10 @@ def _fit_wrapper(
         session.safe("log params", recording.log_params, session, instance)
         session.log_input(X, y)
         call_original(*args, **kwargs)
-        with recording.one_blas_thread(), recording.same_random_state(instance):
+        # numpy's floating-point warnings of autolog's own arithmetic and predictions are
+        # not the user's: never shown, never raised by a user's np.seterr(all="raise").
+        with (recording.one_blas_thread(), recording.same_random_state(instance),
+              np.errstate(all="ignore")):
             session.safe("log training metrics", recording.log_training_metrics, session,
                          instance, X, y, sample_weight)
             session.safe("log the search results", recording.log_search, session, instance)

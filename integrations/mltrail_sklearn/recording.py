@@ -303,7 +303,8 @@ def _classifier_metrics(
     Multi-output and multilabel classifiers (2-D targets, `classes_` as one array
     per output) get only their own score. Probabilities count only as one row per
     sample and one column per class of `classes_`, with every label of `y` among
-    the classes.
+    the classes, and at least two classes (as scikit-learn's `log_loss`, which
+    refuses one: a classifier fitted on one class gets no log loss or AUC).
     """
     labels = getattr(estimator, "classes_", None)
     y = np.asarray(y)  # first: an array-like may refuse numpy's functions until converted
@@ -311,8 +312,8 @@ def _classifier_metrics(
         return {}
     pos_label = session.options.extra.get("pos_label")
     out = scores.classification(y, y_pred, labels, sample_weight, pos_label)
-    if (proba is not None and np.ndim(proba) == 2 and np.shape(proba) == (len(y), len(labels))
-            and np.isin(y, labels).all()):
+    if (proba is not None and len(labels) > 1 and np.ndim(proba) == 2
+            and np.shape(proba) == (len(y), len(labels)) and np.isin(y, labels).all()):
         out["log_loss"] = scores.log_loss(y, proba, labels, sample_weight)
         with contextlib.suppress(ValueError):  # one class only in y: AUC is undefined
             out["roc_auc"] = scores.roc_auc(y, proba, labels, sample_weight)

@@ -60,10 +60,9 @@ def classification(
 
 
 def log_loss(y: Any, proba: np.ndarray, labels: np.ndarray, sample_weight: Any) -> float:
+    """Log loss of one probability column per class of `labels` (two or more classes)."""
     proba = np.clip(np.asarray(proba, dtype=np.float64), _EPS, 1 - _EPS)
     proba = proba / proba.sum(axis=1, keepdims=True)
-    if proba.shape[1] == 1:  # one column means the probability of the positive class
-        proba = np.column_stack([1 - proba[:, 0], proba[:, 0]])
     idx = np.searchsorted(labels, np.asarray(y).reshape(-1))
     picked = proba[np.arange(len(idx)), idx]
     return float(np.average(-np.log(picked), weights=_weights(sample_weight, len(idx))))

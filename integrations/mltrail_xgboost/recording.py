@@ -199,7 +199,10 @@ def describe_dmatrix(dmatrix: Any, name: str) -> Dataset:
 
 
 def log_dmatrix_input(session: Session, dmatrix: Any, name: str = "dtrain") -> None:
-    if dmatrix is not None and session.options.log_datasets:
+    """The training DMatrix as a dataset input; anything else xgboost will refuse itself."""
+    from xgboost import DMatrix
+
+    if isinstance(dmatrix, DMatrix) and session.options.log_datasets:
         session.log_dataset(describe_dmatrix(dmatrix, name))
 
 

@@ -47,7 +47,10 @@ def from_pandas(
     if isinstance(df, pd.Series):
         df = df.to_frame()
     head = df.head(_DIGEST_ROWS)
-    hashed = pd.util.hash_pandas_object(head, index=False).to_numpy()
+    try:
+        hashed = pd.util.hash_pandas_object(head, index=False).to_numpy()
+    except TypeError:  # cells pandas cannot hash (lists, dicts): their text instead
+        hashed = pd.util.hash_pandas_object(head.astype(str), index=False).to_numpy()
     digest = hashlib.sha1(hashed.tobytes() + repr(df.shape).encode()).hexdigest()[:8]
     schema = {
         "mlflow_colspec": [

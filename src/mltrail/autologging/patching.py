@@ -100,6 +100,9 @@ class _BoundPatch(wrapt.BoundFunctionWrapper):  # type: ignore[misc]
     def __reduce_ex__(self, protocol: int) -> tuple[Any, ...]:
         return getattr, (self._self_instance, self.__name__)
 
+    def __repr__(self) -> str:
+        return repr(self.__wrapped__)  # `<bound method ...>`, as in tracebacks and logs
+
     def __copy__(self) -> Any:
         return self
 
@@ -122,6 +125,9 @@ class _Patch(wrapt.FunctionWrapper):  # type: ignore[misc]
         if instance is None and inspect.isfunction(self.__wrapped__):
             return self
         return super().__get__(instance, owner)
+
+    def __repr__(self) -> str:
+        return repr(self.__wrapped__)  # `<function ...>`, as doctests and messages show it
 
     def __reduce_ex__(self, protocol: int) -> tuple[Any, ...]:
         # (cloudpickle sees a function here, and ships it by reference or by value
