@@ -760,3 +760,90 @@ def test_warnings_as_errors_never_stop_the_background_sender(
             assert client.flush(30)
     points = history(mlflow_client_cls(tracking_uri=mlflow_server.url), run_id, "m")
     assert [(step, value) for step, _, value in points] == [(0, 1.0), (1, 2.0)]
+
+
+# Ctrl-C and the exit wait ------------------------------------------------------------
+
+
+def _exit_waiter(url: str, experiment: str) -> str:
+    """A trainer whose exit path waits for log-batch answers the proxy holds."""
+    return f"""
+import mltrail
+mltrail.set_tracking_uri({url!r})
+mltrail.set_experiment({experiment!r})
+with mltrail.start_run(run_name="r0"):
+    mltrail.log_param("r", 0)
+    for i in range(300):
+        mltrail.log_metric("loss", float(i), step=i, timestamp={BASE_TS} + i)
+"""
+
+
+def _start_exit_waiter(
+    url: str, experiment: str, spool: Path, flush_timeout: str
+) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "MLTRAIL_SPOOL_DIR": str(spool),
+        "MLTRAIL_FLUSH_TIMEOUT": flush_timeout,
+        "MLTRAIL_HTTP_BACKOFF": "0.05",
+        "MLTRAIL_HTTP_BACKOFF_MAX": "0.5",
+    }
+    env.pop("MLTRAIL_STRICT", None)
+    return subprocess.Popen(
+        [sys.executable, "-c", _exit_waiter(url, experiment)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_ctrl_c_during_the_exit_wait_still_names_mltrail_sync(
+    mlflow_server: Any, mlflow_client_cls: Any, tmp_path: Path
+) -> None:
+    """Ctrl-C while the exit path waits for the server: the wait ends, and the records
+    left in the spool are still counted in the message naming `mltrail sync` (it used
+    to end the exit path with a KeyboardInterrupt traceback and no word of them)."""
+    import signal
+
+    experiment = unique("ctrl-c-exit")
+    with FaultyProxy(mlflow_server.url) as proxy:
+        proxy.add("runs/log-batch", ("hold", 120.0), times=None)
+        try:
+            trainer = _start_exit_waiter(proxy.url, experiment, tmp_path / "spool", "120")
+            assert trainer.stderr is not None
+            # The exit path's first progress line: it is waiting for the held answers.
+            for _ in range(50):  # bounded; a process that ended reads ""
+                line = trainer.stderr.readline()
+                if not line or line.startswith("mltrail: sending to"):
+                    break
+            assert line.startswith("mltrail: sending to"), line
+            trainer.send_signal(signal.SIGINT)
+            _, err = trainer.communicate(timeout=60)  # a safety net, not a measurement
+        finally:
+            proxy.rules.clear()
+            proxy.release_hung()
+        assert "Traceback" not in err, err
+        assert err.count("send them with: mltrail sync") == 1, err
+        assert "mltrail: 1 run (" in err, err
+        _sync_until_done(proxy.url, tmp_path / "spool")
+        again = _sync_until_done(proxy.url, tmp_path / "spool")
+        assert "nothing to send" in again, again
+    _check_delivered(mlflow_client_cls, mlflow_server.url, experiment, 1, 300)
+
+
+def test_the_exit_wait_says_how_far_it_got(mlflow_server: Any, tmp_path: Path) -> None:
+    """README: the exit wait reports its progress every 5 s. The runs' own flush at exit
+    used to take the whole wait in silence, leaving the progress lines to a second wait
+    that never came."""
+    experiment = unique("exit-progress")
+    with FaultyProxy(mlflow_server.url) as proxy:
+        proxy.add("runs/log-batch", ("hold", 120.0), times=None)
+        try:
+            trainer = _start_exit_waiter(proxy.url, experiment, tmp_path / "spool", "6")
+            _, err = trainer.communicate(timeout=120)  # a safety net, not a measurement
+        finally:
+            proxy.release_hung()
+    assert f"mltrail: sending to {proxy.url}: " in err, err
+    assert "of 300 points sent" in err, err
+    assert err.count("send them with: mltrail sync") == 1, err

@@ -44,6 +44,10 @@ class Process:
         self.stores: dict[str, Any] = {}  # tracking uri -> Store, one per URI
         self.hooks_installed = False
         self.crashed_with: type[BaseException] | None = None
+        # Set by the exit path: a store's flush then says how a long wait is going, and
+        # after a Ctrl-C during the exit path nothing waits any more, it only reports.
+        self.exiting = False
+        self.exit_interrupted = False
 
 
 process = Process()
@@ -97,12 +101,20 @@ def wait_for_background(timeout: float) -> bool:
 
 
 def run_exit_path() -> None:
-    """Run the registered steps once, in phase order (also called by tests)."""
+    """Run the registered steps once, in phase order (also called by tests).
+
+    A Ctrl-C while a step waits for delivery ends that wait, not the exit path: the
+    later steps still run, without waiting (`Process.exit_interrupted`), so what could
+    not be delivered is still named with the command that ships it.
+    """
     with _lock:
         steps = sorted(_steps)
         _steps.clear()
+    process.exiting = True
     for _, _, step in steps:
         try:
             step()
+        except KeyboardInterrupt:
+            process.exit_interrupted = True
         except Exception as exc:
             print(f"mltrail: at exit: {exc}", file=sys.stderr)
