@@ -881,3 +881,98 @@ def test_a_tag_batch_landing_after_its_timeout_does_not_overwrite_a_later_value(
             time.sleep(0.05)
     tags = mlflow_client_cls(tracking_uri=mlflow_server.url).get_run(run_id).data.tags
     assert tags["stage"] == "third"
+
+
+# multiprocessing children made by fork ------------------------------------------------
+
+
+def _forking_trainer(url: str, experiment: str) -> str:
+    """A parent run whose two forked multiprocessing children log nested runs; the
+    parent prints its run's status on the server once the children are gone."""
+    return f"""
+import multiprocessing as mp
+import mlflow, mltrail
+
+def work(w):
+    with mltrail.start_run(run_name="w" + str(w), nested=True):
+        mltrail.log_param("r", w)
+        for i in range(300):
+            mltrail.log_metric("loss", float(i), step=i, timestamp={BASE_TS} + i)
+
+if __name__ == "__main__":
+    mltrail.set_tracking_uri({url!r})
+    mltrail.set_experiment({experiment!r})
+    with mltrail.start_run(run_name="parent") as parent:
+        children = [mp.get_context("fork").Process(target=work, args=(w,)) for w in range(2)]
+        for child in children:
+            child.start()
+        for child in children:
+            child.join()
+        print("exit codes", [child.exitcode for child in children], flush=True)
+        try:
+            server = mlflow.MlflowClient(tracking_uri={url!r})
+            print("parent", server.get_run(parent.info.run_id).info.status, flush=True)
+        except Exception as exc:
+            print("parent unreadable", type(exc).__name__, flush=True)
+"""
+
+
+def _run_forking_trainer(
+    url: str, experiment: str, spool: Path, flush_timeout: str
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "MLTRAIL_SPOOL_DIR": str(spool),
+        "MLTRAIL_FLUSH_TIMEOUT": flush_timeout,
+        "MLTRAIL_CREATE_TIMEOUT": "1",
+        "MLTRAIL_HTTP_BACKOFF": "0.05",
+        "MLTRAIL_HTTP_BACKOFF_MAX": "0.5",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    }
+    env.pop("MLTRAIL_STRICT", None)
+    return subprocess.run(
+        [sys.executable, "-c", _forking_trainer(url, experiment)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,  # a safety net for a hung test, not a measurement
+    )
+
+
+def test_forked_children_deliver_their_runs_and_leave_the_parents_open(
+    mlflow_server: Any, mlflow_client_cls: Any, tmp_path: Path
+) -> None:
+    """multiprocessing's fork children leave through os._exit, past atexit: their runs
+    stayed in the spool, RUNNING and empty on the server, without a word."""
+    experiment = unique("forked")
+    with FaultyProxy(mlflow_server.url) as proxy:
+        proxy.add("runs/log-batch", ("delay", 0.5), times=None)  # a slow server
+        trained = _run_forking_trainer(proxy.url, experiment, tmp_path / "spool", "30")
+    assert trained.returncode == 0, trained.stderr
+    assert "exit codes [0, 0]" in trained.stdout, trained.stdout
+    assert "parent RUNNING" in trained.stdout, trained.stdout  # the children did not end it
+    assert "mltrail sync" not in trained.stderr, trained.stderr
+    server = mlflow_client_cls(tracking_uri=mlflow_server.url)
+    found = server_runs(server, server.get_experiment_by_name(experiment).experiment_id)
+    assert sorted((r.info.run_name, r.info.status) for r in found) == [
+        ("parent", "FINISHED"), ("w0", "FINISHED"), ("w1", "FINISHED")
+    ]
+    for run in found:
+        if run.info.run_name != "parent":
+            assert history(server, run.info.run_id, "loss") == [
+                (i, BASE_TS + i, float(i)) for i in range(300)
+            ]
+
+
+def test_forked_children_name_mltrail_sync_for_what_they_could_not_send(
+    mlflow_server: Any, tmp_path: Path
+) -> None:
+    experiment = unique("forked-down")
+    with FaultyProxy(mlflow_server.url) as proxy:
+        proxy.add("runs/log-batch", ("status", 503, None), times=None)
+        trained = _run_forking_trainer(proxy.url, experiment, tmp_path / "spool", "2")
+        assert trained.returncode == 0, trained.stderr
+        # Each child says what it left (the parent logged no batch: its run ended).
+        assert trained.stderr.count("send them with: mltrail sync") == 2, trained.stderr
+        proxy.rules.clear()
+        _sync_until_done(proxy.url, tmp_path / "spool")
