@@ -206,7 +206,11 @@ class RestRegistry:
                 if not is_transient(exc):
                     raise
                 if request_sent(exc):
-                    found = self._find_version(client_id, settles_at)
+                    # No answer (or a gateway's): the server may still act on it, so a
+                    # miss counts once the request's read timeout has passed. The
+                    # server's own 5xx/429 answers come after it acted, or instead of it.
+                    unanswered = getattr(exc, "status_code", None) in (None, 502, 504)
+                    found = self._find_version(client_id, settles_at if unanswered else 0.0)
                     if found is not None:
                         return found
                 if attempt == attempts - 1:
