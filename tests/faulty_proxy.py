@@ -62,6 +62,7 @@ class FaultyProxy:
     authorization: str | None = None  # the exact Authorization header to demand, if set
     counts: Counter[str] = field(default_factory=Counter)
     answered: Counter[str] = field(default_factory=Counter)  # answers sent back, by path
+    forwarded: Counter[str] = field(default_factory=Counter)  # handled by the server, by path
     seen: list[Seen] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -179,6 +180,8 @@ class FaultyProxy:
         if isinstance(action, tuple) and action[0] == "delay_before":
             time.sleep(action[1])
         status, content_type, data = self._forward(req, body)
+        with self._lock:
+            self.forwarded[path] += 1
         if action == "drop_after":
             self._drop(req)
             return

@@ -275,6 +275,32 @@ def test_lost_answers_make_no_second_model_or_link(
     np.testing.assert_array_equal(loaded.predict(x), estimator.predict(x))
 
 
+def test_a_create_answered_after_the_timeout_makes_no_second_model(
+    mlflow_server: Any, remote: RemoteFactory, mlflow_module: Any
+) -> None:
+    """The create reaches the server half a second after the client gave up waiting:
+    the lookups in between miss it, and none of them may lead to a second create (the
+    run would show two models, one of them never READY)."""
+    x, y = _iris()
+    estimator = _fit_logistic(x, y)
+    with FaultyProxy(mlflow_server.url) as proxy:
+        client = remote(proxy.url, timeout=3.0)
+        mltrail.set_tracking_uri(proxy.url)
+        experiment = mltrail.set_experiment(unique("lm-late"))
+        proxy.add("logged-models/search", "forward", times=None)
+        proxy.add("logged-models", ("delay_before", 3.5), method="POST")
+        with pytest.warns(UserWarning, match="logged-models"):
+            with mltrail.start_run():
+                mltrail.sklearn.log_model(estimator, "late")
+            assert client.store.flush(120)
+        creates = [
+            s for s in proxy.seen if s.method == "POST" and s.path.endswith("/logged-models")
+        ]
+        assert len(creates) == 1
+    model = _only_model(mlflow_module, mlflow_server.url, experiment.experiment_id)
+    assert str(model.status) == "READY"
+
+
 def test_older_server_keeps_the_run_artifact_layout(
     mlflow_server: Any, remote: RemoteFactory, mlflow_module: Any
 ) -> None:

@@ -207,6 +207,41 @@ def test_processes_registering_at_once_get_distinct_versions(
     assert [m.name for m in client.search_registered_models()] == ["racer"]
 
 
+def test_lost_or_late_register_answers_make_one_version_each(
+    mlflow_server: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    taxi: tuple[pd.DataFrame, np.ndarray],
+) -> None:
+    """The server registers the version but its answer is lost (dropped, or sent after
+    the client's read timeout): the retry must find that version, not make another."""
+    from faulty_proxy import FaultyProxy
+    from remote_helpers import RemoteFactory
+
+    X, y = taxi
+    name = unique("lost-answers")
+    factory = RemoteFactory(tmp_path / "spool", monkeypatch)
+    try:
+        with FaultyProxy(mlflow_server.url) as proxy:  # type: ignore[attr-defined]
+            factory(proxy.url, timeout=3.0)
+            mltrail.set_tracking_uri(proxy.url)
+            mltrail.set_experiment(unique("lost-answers"))
+            with mltrail.start_run() as run:
+                mltrail.sklearn.log_model(Lasso().fit(X, y), "model")
+            source = f"runs:/{run.info.run_id}/model"
+            proxy.add("model-versions/create", ("status", 503, 1))  # not now: try again
+            proxy.add("model-versions/create", "drop_after")
+            first = mltrail.register_model(source, name)
+            proxy.add("model-versions/create", ("delay", 4.0))  # past the 3 s read timeout
+            second = mltrail.register_model(source, name)
+            assert proxy.count("model-versions/create") == 3
+    finally:
+        factory.close()
+    assert (first.version, second.version) == ("1", "2")
+    server = MlflowClient(tracking_uri=mlflow_server.url)  # type: ignore[attr-defined]
+    assert sorted(v.version for v in server.search_model_versions(f"name = '{name}'")) == [
+        "1", "2"
+    ]
+
+
 # stages, aliases, deletion --------------------------------------------------------
 
 

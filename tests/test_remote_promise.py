@@ -817,3 +817,219 @@ def test_runs_logged_offline_keep_their_nesting_on_the_server(
     assert by_name["child"].data.tags["mlflow.parentRunId"] == by_name["parent"].info.run_id
     assert by_name["parent"].data.tags["best_run"] == by_name["child"].info.run_id
     assert by_name["parent"].data.tags["not_a_run"] == "0" * 32
+
+
+# Ctrl-C and the exit wait ------------------------------------------------------------
+
+
+def _exit_waiter(url: str, experiment: str) -> str:
+    """A trainer whose exit path waits for log-batch answers the proxy holds."""
+    return f"""
+import mltrail
+mltrail.set_tracking_uri({url!r})
+mltrail.set_experiment({experiment!r})
+with mltrail.start_run(run_name="r0"):
+    mltrail.log_param("r", 0)
+    for i in range(300):
+        mltrail.log_metric("loss", float(i), step=i, timestamp={BASE_TS} + i)
+"""
+
+
+def _start_exit_waiter(
+    url: str, experiment: str, spool: Path, flush_timeout: str
+) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "MLTRAIL_SPOOL_DIR": str(spool),
+        "MLTRAIL_FLUSH_TIMEOUT": flush_timeout,
+        "MLTRAIL_HTTP_BACKOFF": "0.05",
+        "MLTRAIL_HTTP_BACKOFF_MAX": "0.5",
+    }
+    env.pop("MLTRAIL_STRICT", None)
+    return subprocess.Popen(
+        [sys.executable, "-c", _exit_waiter(url, experiment)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_ctrl_c_during_the_exit_wait_still_names_mltrail_sync(
+    mlflow_server: Any, mlflow_client_cls: Any, tmp_path: Path
+) -> None:
+    """Ctrl-C while the exit path waits for the server: the wait ends, and the records
+    left in the spool are still counted in the message naming `mltrail sync` (it used
+    to end the exit path with a KeyboardInterrupt traceback and no word of them)."""
+    import signal
+
+    experiment = unique("ctrl-c-exit")
+    with FaultyProxy(mlflow_server.url) as proxy:
+        proxy.add("runs/log-batch", ("hold", 120.0), times=None)
+        try:
+            trainer = _start_exit_waiter(proxy.url, experiment, tmp_path / "spool", "120")
+            assert trainer.stderr is not None
+            # The exit path's first progress line: it is waiting for the held answers.
+            for _ in range(50):  # bounded; a process that ended reads ""
+                line = trainer.stderr.readline()
+                if not line or line.startswith("mltrail: sending to"):
+                    break
+            assert line.startswith("mltrail: sending to"), line
+            trainer.send_signal(signal.SIGINT)
+            _, err = trainer.communicate(timeout=60)  # a safety net, not a measurement
+        finally:
+            proxy.rules.clear()
+            proxy.release_hung()
+        assert "Traceback" not in err, err
+        assert err.count("send them with: mltrail sync") == 1, err
+        assert "mltrail: 1 run (" in err, err
+        _sync_until_done(proxy.url, tmp_path / "spool")
+        again = _sync_until_done(proxy.url, tmp_path / "spool")
+        assert "nothing to send" in again, again
+    _check_delivered(mlflow_client_cls, mlflow_server.url, experiment, 1, 300)
+
+
+def test_the_exit_wait_says_how_far_it_got(mlflow_server: Any, tmp_path: Path) -> None:
+    """README: the exit wait reports its progress every 5 s. The runs' own flush at exit
+    used to take the whole wait in silence, leaving the progress lines to a second wait
+    that never came."""
+    experiment = unique("exit-progress")
+    with FaultyProxy(mlflow_server.url) as proxy:
+        proxy.add("runs/log-batch", ("hold", 120.0), times=None)
+        try:
+            trainer = _start_exit_waiter(proxy.url, experiment, tmp_path / "spool", "6")
+            _, err = trainer.communicate(timeout=120)  # a safety net, not a measurement
+        finally:
+            proxy.release_hung()
+    assert f"mltrail: sending to {proxy.url}: " in err, err
+    assert "of 300 points sent" in err, err
+    assert err.count("send them with: mltrail sync") == 1, err
+
+
+# a late request overtaken by later ones -----------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="not fixed: a log-batch that outlived its read timeout is resent at once, so "
+    "the first copy, landing late, overwrites a tag written after it (a fix: wait for the "
+    "lost request to settle, as runs/create does, before sending the run's later records)",
+)
+def test_a_tag_batch_landing_after_its_timeout_does_not_overwrite_a_later_value(
+    mlflow_server: Any, remote: RemoteFactory, mlflow_client_cls: Any
+) -> None:
+    with FaultyProxy(mlflow_server.url) as proxy:
+        client = remote(proxy.url, timeout=2.0)
+        run_id = client.create_run(client.create_experiment(unique("late-tag"))).info.run_id
+        client.set_tag(run_id, "stage", "first")
+        assert client.store.flush(60)
+        # The next batch reaches the server half a second after the client gave up on it.
+        proxy.add("runs/log-batch", ("delay_before", 2.5))
+        client.set_tag(run_id, "stage", "second")
+        assert client.store.flush(60)
+        client.set_tag(run_id, "stage", "third")
+        client.set_terminated(run_id)
+        assert client.store.flush(60)
+        for _ in range(600):  # bounded: until the server has handled the late copy too
+            if sum(n for p, n in proxy.forwarded.items() if "log-batch" in p) == proxy.count(
+                "runs/log-batch"
+            ):
+                break
+            time.sleep(0.05)
+    tags = mlflow_client_cls(tracking_uri=mlflow_server.url).get_run(run_id).data.tags
+    assert tags["stage"] == "third"
+
+
+# multiprocessing children made by fork ------------------------------------------------
+
+
+def _forking_trainer(url: str, experiment: str) -> str:
+    """A parent run whose two forked multiprocessing children log nested runs; the
+    parent prints its run's status on the server once the children are gone."""
+    return f"""
+import multiprocessing as mp
+import mlflow, mltrail
+
+def work(w):
+    with mltrail.start_run(run_name="w" + str(w), nested=True):
+        mltrail.log_param("r", w)
+        for i in range(300):
+            mltrail.log_metric("loss", float(i), step=i, timestamp={BASE_TS} + i)
+
+if __name__ == "__main__":
+    mltrail.set_tracking_uri({url!r})
+    mltrail.set_experiment({experiment!r})
+    with mltrail.start_run(run_name="parent") as parent:
+        children = [mp.get_context("fork").Process(target=work, args=(w,)) for w in range(2)]
+        for child in children:
+            child.start()
+        for child in children:
+            child.join()
+        print("exit codes", [child.exitcode for child in children], flush=True)
+        try:
+            server = mlflow.MlflowClient(tracking_uri={url!r})
+            print("parent", server.get_run(parent.info.run_id).info.status, flush=True)
+        except Exception as exc:
+            print("parent unreadable", type(exc).__name__, flush=True)
+"""
+
+
+def _run_forking_trainer(
+    url: str, experiment: str, spool: Path, flush_timeout: str
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "MLTRAIL_SPOOL_DIR": str(spool),
+        "MLTRAIL_FLUSH_TIMEOUT": flush_timeout,
+        "MLTRAIL_CREATE_TIMEOUT": "1",
+        "MLTRAIL_HTTP_BACKOFF": "0.05",
+        "MLTRAIL_HTTP_BACKOFF_MAX": "0.5",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    }
+    env.pop("MLTRAIL_STRICT", None)
+    return subprocess.run(
+        [sys.executable, "-c", _forking_trainer(url, experiment)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,  # a safety net for a hung test, not a measurement
+    )
+
+
+def test_forked_children_deliver_their_runs_and_leave_the_parents_open(
+    mlflow_server: Any, mlflow_client_cls: Any, tmp_path: Path
+) -> None:
+    """multiprocessing's fork children leave through os._exit, past atexit: their runs
+    stayed in the spool, RUNNING and empty on the server, without a word."""
+    experiment = unique("forked")
+    with FaultyProxy(mlflow_server.url) as proxy:
+        proxy.add("runs/log-batch", ("delay", 0.5), times=None)  # a slow server
+        trained = _run_forking_trainer(proxy.url, experiment, tmp_path / "spool", "30")
+    assert trained.returncode == 0, trained.stderr
+    assert "exit codes [0, 0]" in trained.stdout, trained.stdout
+    assert "parent RUNNING" in trained.stdout, trained.stdout  # the children did not end it
+    assert "mltrail sync" not in trained.stderr, trained.stderr
+    server = mlflow_client_cls(tracking_uri=mlflow_server.url)
+    found = server_runs(server, server.get_experiment_by_name(experiment).experiment_id)
+    assert sorted((r.info.run_name, r.info.status) for r in found) == [
+        ("parent", "FINISHED"), ("w0", "FINISHED"), ("w1", "FINISHED")
+    ]
+    for run in found:
+        if run.info.run_name != "parent":
+            assert history(server, run.info.run_id, "loss") == [
+                (i, BASE_TS + i, float(i)) for i in range(300)
+            ]
+
+
+def test_forked_children_name_mltrail_sync_for_what_they_could_not_send(
+    mlflow_server: Any, tmp_path: Path
+) -> None:
+    experiment = unique("forked-down")
+    with FaultyProxy(mlflow_server.url) as proxy:
+        proxy.add("runs/log-batch", ("status", 503, None), times=None)
+        trained = _run_forking_trainer(proxy.url, experiment, tmp_path / "spool", "2")
+        assert trained.returncode == 0, trained.stderr
+        # Each child says what it left (the parent logged no batch: its run ended).
+        assert trained.stderr.count("send them with: mltrail sync") == 2, trained.stderr
+        proxy.rules.clear()
+        _sync_until_done(proxy.url, tmp_path / "spool")

@@ -674,6 +674,15 @@ def end_open_runs(status: str) -> None:
     flush()
 
 
+def _forget_parent_runs() -> None:
+    """In a forked child: the runs the parent has open are the parent's to end."""
+    _process.open_runs = {}
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parent_runs)
+
+
 def _at_exit() -> None:
     crashed = _process.crashed_with
     if crashed is None:

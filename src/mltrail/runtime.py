@@ -19,11 +19,16 @@ registration:
    for what is still undelivered.
 
 A module registers a step with `at_exit`; nothing else here is process state.
+
+A child that `multiprocessing` forks leaves through `os._exit`, past atexit: there the
+exit path runs as a multiprocessing finalizer instead, so what the child logged is
+flushed and reported as in any process (it used to stay in the spool without a word).
 """
 
 from __future__ import annotations
 
 import atexit
+import os
 import sys
 import threading
 import time
@@ -44,6 +49,10 @@ class Process:
         self.stores: dict[str, Any] = {}  # tracking uri -> Store, one per URI
         self.hooks_installed = False
         self.crashed_with: type[BaseException] | None = None
+        # Set by the exit path: a store's flush then says how a long wait is going, and
+        # after a Ctrl-C during the exit path nothing waits any more, it only reports.
+        self.exiting = False
+        self.exit_interrupted = False
 
 
 process = Process()
@@ -97,12 +106,43 @@ def wait_for_background(timeout: float) -> bool:
 
 
 def run_exit_path() -> None:
-    """Run the registered steps once, in phase order (also called by tests)."""
+    """Run the registered steps once, in phase order (also called by tests).
+
+    A Ctrl-C while a step waits for delivery ends that wait, not the exit path: the
+    later steps still run, without waiting (`Process.exit_interrupted`), so what could
+    not be delivered is still named with the command that ships it.
+    """
     with _lock:
         steps = sorted(_steps)
         _steps.clear()
+    process.exiting = True
     for _, _, step in steps:
         try:
             step()
+        except KeyboardInterrupt:
+            process.exit_interrupted = True
         except Exception as exc:
             print(f"mltrail: at exit: {exc}", file=sys.stderr)
+
+
+_child_exit_armed = False
+
+
+def _arm_child_exit() -> None:
+    """Before a fork: if multiprocessing is in use, have its forked children run the exit
+    path (multiprocessing calls `_child_exit_path` in each child it starts)."""
+    global _child_exit_armed
+    util = sys.modules.get("multiprocessing.util")
+    if util is None or _child_exit_armed:
+        return
+    _child_exit_armed = True
+    util.register_after_fork(process, _child_exit_path)
+
+
+def _child_exit_path(_: Process) -> None:
+    util = sys.modules["multiprocessing.util"]
+    util.Finalize(None, run_exit_path, exitpriority=0)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_arm_child_exit)

@@ -4,19 +4,25 @@ Registry calls are synchronous (no spool): registering a model is rare and its
 answer, the version number, is what the caller needs. Requests go through the
 REST store's `HttpSession`, which retries transient failures and translates
 errors; a "does not exist" answer is re-raised naming the model, version or
-alias that was looked up.
+alias that was looked up. The one request that is not safe to repeat,
+`model-versions/create`, is never resent blindly (`RestRegistry._create_version`).
 """
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from ...entities import ModelVersion, PagedList, RegisteredModel
-from ...exceptions import InvalidParameterError, NotFoundError
-from .http import HttpSession
+from ...exceptions import InvalidParameterError, MltrailError, NotFoundError
+from .http import HttpSession, is_transient, request_sent, retry_after
 from .store import RestStore
+
+# A version's id on the client, so a create whose answer was lost can be found again.
+CLIENT_VERSION_ID_TAG = "mltrail.clientVersionId"
 
 
 def _tags(tags: dict[str, str]) -> list[dict[str, str]]:
@@ -174,8 +180,63 @@ class RestRegistry:
         if description:
             payload["description"] = description
         with self._model(name):
-            answer = self._call("POST", "model-versions/create", payload)
-        return model_version_from_json(answer["model_version"])
+            version = self._create_version(payload)
+        return model_version_from_json(version)
+
+    def _create_version(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """`model-versions/create`, making one version however many answers are lost.
+
+        The server numbers each create as a new version, so a resend after a lost
+        answer would register the model twice. The version carries the
+        `mltrail.clientVersionId` tag; after a failure that may have reached the server,
+        it is looked up by that tag, and a miss is trusted only once the lost request's
+        read timeout has passed (as a run's create, see the shipper), before sending
+        the create again.
+        """
+        client_id = uuid.uuid4().hex
+        payload["tags"] = [*payload["tags"], {"key": CLIENT_VERSION_ID_TAG, "value": client_id}]
+        settings = self.http.settings
+        attempts = 1 + max(0, settings.retries)
+        for attempt in range(attempts):
+            settles_at = time.monotonic() + settings.timeout + 1.0
+            try:
+                answer = self.http.call("POST", "model-versions/create", payload, retries=0)
+                return answer["model_version"]
+            except MltrailError as exc:
+                if not is_transient(exc):
+                    raise
+                if request_sent(exc):
+                    # No answer (or a gateway's): the server may still act on it, so a
+                    # miss counts once the request's read timeout has passed. The
+                    # server's own 5xx/429 answers come after it acted, or instead of it.
+                    unanswered = getattr(exc, "status_code", None) in (None, 502, 504)
+                    found = self._find_version(client_id, settles_at if unanswered else 0.0)
+                    if found is not None:
+                        return found
+                if attempt == attempts - 1:
+                    raise
+                delay = settings.backoff_delay(attempt)
+                wanted = retry_after(exc)
+                if wanted is not None:
+                    delay = max(delay, settings.retry_after_delay(wanted))
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _find_version(self, client_id: str, settles_at: float) -> dict[str, Any] | None:
+        """The version carrying `client_id`, looked for until `settles_at` (monotonic)."""
+        while True:
+            answer = self._call(
+                "GET",
+                "model-versions/search",
+                {"filter": f"tags.`{CLIENT_VERSION_ID_TAG}` = '{client_id}'", "max_results": 1},
+            )
+            versions = answer.get("model_versions") or []
+            if versions:
+                return versions[0]
+            left = settles_at - time.monotonic()
+            if left <= 0:
+                return None
+            time.sleep(min(0.5, left))
 
     def get_model_version(self, name: str, version: str) -> ModelVersion:
         with self._version(name, version):

@@ -681,7 +681,11 @@ class Shipper:
         The model carries the `mltrail.clientModelId` tag. A create whose answer may have
         been lost (`create_sent`) is looked up by that tag first, and so is the first
         model this shipper sends: a server without the API answers the lookup 404
-        (Flask's page for an unknown route), which is remembered for the process.
+        (Flask's page for an unknown route), which is remembered for the process. As for
+        a run (`_ensure_created`), a miss proves nothing until `create_settles_at`, the
+        lost request's read timeout after it was sent: a server that answered too late
+        for the client may still commit the first model, and a second create would
+        leave two models (one never READY) on the run.
         """
         model_id = record["id"]
         experiment_id = state.server_experiment_id or self.resolve_experiment(run_dir.parent)
@@ -706,7 +710,17 @@ class Shipper:
             if models:
                 self._learn_model(run_dir, state, entry, models[0]["info"])
                 return
+            settles_at = entry.get("create_settles_at")
+            if entry.get("create_sent") and settles_at is not None and time.time() < settles_at:
+                raise CreateUnconfirmed(
+                    f"The tracking server at {self.http.base_url} has not shown logged model "
+                    f"{model_id} yet, whose creation request got no answer; it is looked up "
+                    f"again (for up to {settles_at - time.time():.0f} s) before it is "
+                    "created anew"
+                )
+        before = dict(entry)
         entry["create_sent"] = True
+        entry["create_settles_at"] = time.time() + self.http.settings.timeout + 1.0
         state.save(run_dir)
         params = [{"key": k, "value": v} for k, v in (record.get("p") or {}).items()]
         # The run's context tags (user, source, git), as MLflow 3 gives a model its
@@ -717,18 +731,25 @@ class Shipper:
             if k == "mlflow.user" or k.startswith("mlflow.source.")
         }
         tags[CLIENT_MODEL_ID_TAG] = model_id
-        answer = self._call(
-            "POST",
-            "logged-models",
-            {
-                "experiment_id": experiment_id,
-                "name": record["name"],
-                "source_run_id": state.server_run_id,
-                "params": params[:MAX_PARAMS],
-                "tags": [{"key": k, "value": v} for k, v in tags.items()],
-            },
-            retries=0,  # not idempotent: a retry looks the tag up again first
-        )
+        try:
+            answer = self._call(
+                "POST",
+                "logged-models",
+                {
+                    "experiment_id": experiment_id,
+                    "name": record["name"],
+                    "source_run_id": state.server_run_id,
+                    "params": params[:MAX_PARAMS],
+                    "tags": [{"key": k, "value": v} for k, v in tags.items()],
+                },
+                retries=0,  # not idempotent: a retry looks the tag up again first
+            )
+        except MltrailError as exc:
+            if is_transient(exc) and not request_sent(exc):
+                entry.clear()
+                entry.update(before)
+                state.save(run_dir)
+            raise
         result.requests += 1
         self._learn_model(run_dir, state, entry, answer["model"]["info"])
 
@@ -1004,7 +1025,8 @@ class RunBusy(RemoteError):
 
 
 class CreateUnconfirmed(RemoteError):
-    """A run's earlier `runs/create` got no answer and may still land: wait, then look."""
+    """An earlier create (a run's, a logged model's) got no answer and may still land:
+    wait, then look."""
 
     transient = True
 

@@ -107,7 +107,8 @@ class ShipState:
             freed and when (ms): the rest of the folder is the run's receipt.
         models: per logged model (by the id mltrail gave it): `server_id` and
             `artifact_uri` once the server made it a LoggedModel, `create_sent` while
-            its creation may have reached the server, `linked` once it is the run's
+            its creation may have reached the server (and `create_settles_at`, as for
+            the run's create), `linked` once it is the run's
             output, `run_artifacts` when an older server got it as run artifacts.
     """
 

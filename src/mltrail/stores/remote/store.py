@@ -1124,6 +1124,8 @@ class RestStore:
         Returns:
             True when every record this process logged is on the server.
         """
+        if timeout is None and runtime.process.exiting:
+            return self._flush_at_exit()  # the exit path's wait, with its progress lines
         if timeout is None:
             timeout = _flush_timeout(self._flush_default)
         done = self.sender.flush(timeout)
@@ -1180,15 +1182,19 @@ class RestStore:
                 rate = f", {(sent - sent_then) / took:,.0f} points/s"
         return f"{sent:,} of {sent + points_pending:,} points sent{rate}"
 
-    def _flush_at_exit(self) -> None:
-        """`flush`, saying every few seconds how far a big backlog got."""
-        deadline = time.monotonic() + _flush_timeout()
+    def _flush_at_exit(self) -> bool:
+        """`flush`, saying every few seconds how far a big backlog got; nothing is waited
+        for after a Ctrl-C during the exit path."""
+        if runtime.process.exit_interrupted:
+            return False
+        deadline = time.monotonic() + _flush_timeout(self._flush_default)
         self._exit_started = (time.monotonic(), self.sender.shipper.points_sent)
         while True:
             began = time.monotonic()
             wait = min(_PROGRESS_EVERY, max(0.0, deadline - began))
-            if self.flush(wait) or time.monotonic() - began < wait or began + wait >= deadline:
-                return  # delivered, given up early (down, refused), or out of time
+            done = self.flush(wait)
+            if done or time.monotonic() - began < wait or began + wait >= deadline:
+                return done  # delivered, given up early (down, refused), or out of time
             points = 0
             for run_dir in self.sender.unsent().values():
                 with contextlib.suppress(OSError, ValueError):
@@ -1201,7 +1207,10 @@ class RestStore:
             return
         recent = self._last_flush
         if recent is None or time.monotonic() - recent[0] > 1.0 or recent[1]:
-            self._flush_at_exit()
+            try:
+                self._flush_at_exit()
+            except KeyboardInterrupt:  # stop waiting; still say what is left
+                runtime.process.exit_interrupted = True
         message = self.unsent_summary()
         if message is not None:
             self._exit_reported = True
