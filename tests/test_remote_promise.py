@@ -739,13 +739,17 @@ except MltrailError as exc:
 
 
 def test_warnings_as_errors_never_stop_the_background_sender(
-    mlflow_server: Any, remote: RemoteFactory, mlflow_client_cls: Any
+    mlflow_server: Any, remote: RemoteFactory, mlflow_client_cls: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Test suites run with warnings turned into errors; the sender's own warnings
-    # (server down, records waiting) then raise in its thread. A guard, not a fix: it
-    # passed before too, since the next record logged starts a stopped sender again.
+    # (server down, records waiting) used to raise in its thread and end it (the next
+    # record logged started a new one, so delivery alone did not show it).
+    import threading
     import warnings
 
+    died: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: died.append(args.exc_value))
     with FaultyProxy(mlflow_server.url) as proxy:
         client = remote(proxy.url)
         experiment = client.create_experiment(unique("warn-errors"))
@@ -758,6 +762,7 @@ def test_warnings_as_errors_never_stop_the_background_sender(
             proxy.down = False
             client.log_metric(run_id, "m", 2.0, timestamp=BASE_TS, step=1)
             assert client.flush(30)
+    assert died == []  # no thread of the sender ended on an exception
     points = history(mlflow_client_cls(tracking_uri=mlflow_server.url), run_id, "m")
     assert [(step, value) for step, _, value in points] == [(0, 1.0), (1, 2.0)]
 
