@@ -192,19 +192,40 @@ def test_a_server_on_a_new_database_gets_offline_runs_by_experiment_name(
             assert "2 shipped, 0 refused" in done.stdout, done.stdout + done.stderr
             checks = sum(n for p, n in proxy.counts.items() if p.endswith("/experiments/get"))
             assert checks <= 2  # the runs' old id and the mapped one, once each
+
+            by_experiment = _runs_by_experiment(server)
+            assert by_experiment == {
+                "Test-Exp1": ["fg", "off-0", "off-1"],
+                "zzz-first": [],
+                "Default": [],
+            }
+            moved = server.get_experiment_by_name("Test-Exp1").experiment_id
+            assert moved != "1"
+            assert server.get_run(run.info.run_id).info.experiment_id == moved
+            for found in server_runs(server, moved):
+                assert found.data.params == {"name": found.info.run_name}
+                assert found.info.status == "FINISHED"
+
+            # 6. a process whose checked id goes missing under it (another new database):
+            # its run, created while the server was away, is refused 'no such experiment'
+            # when shipped, and goes to the experiment found again by name
+            late = remote(proxy.url, timeout=1.0)
+            mltrail.set_tracking_uri(proxy.url)
+            assert mltrail.set_experiment("Test-Exp1").experiment_id == moved
+            restartable.stop()
+            shutil.copy(empty_db, restartable.root / "mlflow.db")
+            proxy.down = True
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with mltrail.start_run(run_name="late"):
+                    mltrail.log_param("name", "late")
+            restartable.start()
+            proxy.down = False
+            late.store.sender.mark_up()
+            assert late.store.flush(60), late.store.unsent_summary()
+            late.store.close()
     finally:
         runtime.process.clients.pop(proxy.url, None)
         factory.close()
 
-    by_experiment = _runs_by_experiment(server)
-    assert by_experiment == {
-        "Test-Exp1": ["fg", "off-0", "off-1"],
-        "zzz-first": [],
-        "Default": [],
-    }
-    moved = server.get_experiment_by_name("Test-Exp1").experiment_id
-    assert moved != "1"
-    assert server.get_run(run.info.run_id).info.experiment_id == moved
-    for found in server_runs(server, moved):
-        assert found.data.params == {"name": found.info.run_name}
-        assert found.info.status == "FINISHED"
+    assert _runs_by_experiment(server) == {"Test-Exp1": ["late"], "Default": []}

@@ -408,6 +408,13 @@ class Shipper:
                     if candidate != mapped:
                         self.spool.map_experiment(spool_id, candidate)
                     return candidate
+                if name == placeholder_experiment_name(candidate):
+                    # Named only by that id, which the server does not have: no name
+                    # to look for, and none to create.
+                    raise NotFoundError(
+                        f"No experiment with id {candidate!r} on {self.http.base_url}",
+                        resource_id=candidate,
+                    )
             server_id = self.experiment_id_by_name(name, create=True)
             assert server_id is not None
             self._experiment_names[server_id] = name

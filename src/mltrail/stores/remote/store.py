@@ -595,10 +595,10 @@ class RestStore:
                     answer = in_flight.result()
                     self.sender.mark_up()
                 except NotFoundError:
-                    raise NotFoundError(
-                        f"No experiment with id {experiment_id!r} on {self.uri}",
-                        resource_id=experiment_id,
-                    ) from None
+                    # The server lost the experiment since it was checked (a new
+                    # database): no run was made; the sender finds it again by name.
+                    self.sender.shipper.forget_experiment(server_exp)
+                    asked = False
                 except RemoteError as exc:
                     if not is_transient(exc):
                         raise
@@ -663,6 +663,10 @@ class RestStore:
             return None
         try:
             return check.result()
+        except NotFoundError:
+            raise NotFoundError(
+                f"No experiment with id {server_exp!r} on {self.uri}", resource_id=server_exp
+            ) from None
         except RemoteError as exc:
             if not is_transient(exc):
                 raise
