@@ -595,6 +595,11 @@ class RestStore:
                     answer = in_flight.result()
                     self.sender.mark_up()
                 except NotFoundError:
+                    if self._named_by_id(spool_exp, server_exp):
+                        raise NotFoundError(
+                            f"No experiment with id {experiment_id!r} on {self.uri}",
+                            resource_id=experiment_id,
+                        ) from None
                     # The server lost the experiment since it was checked (a new
                     # database): no run was made; the sender finds it again by name.
                     self.sender.shipper.forget_experiment(server_exp)
@@ -652,8 +657,9 @@ class RestStore:
         when that did not answer in time (the sender creates the run later).
         """
         shipper = self.sender.shipper
-        if shipper.experiment_name(server_exp) == self.spool.store.get_experiment(spool_exp).name:
-            return server_exp
+        name = self.spool.store.get_experiment(spool_exp).name
+        if name in (shipper.experiment_name(server_exp), placeholder_experiment_name(server_exp)):
+            return server_exp  # confirmed, or known only by this id (the create tells)
         check: ForegroundCall[str] = ForegroundCall(
             lambda: shipper.resolve_experiment(self.spool.folder / spool_exp, server_exp),
             name="mltrail-experiment",
@@ -672,6 +678,11 @@ class RestStore:
                 raise
             self.sender.mark_down(exc)
             return None
+
+    def _named_by_id(self, spool_exp: str, server_exp: str) -> bool:
+        """Whether the spool experiment stands for an id whose name was never learned."""
+        name = self.spool.store.get_experiment(spool_exp).name
+        return name == placeholder_experiment_name(server_exp)
 
     def _create_landed(
         self, call: ForegroundCall[dict[str, Any]], spool_id: str, run_dir: Path
