@@ -57,6 +57,7 @@ from .spool import (
     Spool,
     append_line,
     pending_artifacts,
+    placeholder_experiment_name,
     prune_delivered,
     unsent_bytes,
 )
@@ -175,6 +176,10 @@ class Shipper:
         self._inputs_lock = threading.Lock()
         # Whether the server has MLflow 3's logged-models API: None until asked, once.
         self.logged_models: bool | None = None
+        # Server experiment id -> name, as the server gave it to this process: what a
+        # spool's experiment mapping is checked against (`resolve_experiment`).
+        self._experiment_names: dict[str, str] = {}
+        self._experiments_lock = threading.Lock()
 
     def _call(self, method: str, endpoint: str, payload: dict[str, Any], **kwargs: Any) -> Any:
         answer = self.http.call(method, endpoint, payload, **kwargs)
@@ -200,7 +205,19 @@ class Shipper:
             state = ShipState.load(run_dir)
             result = ShipResult(server_run_id=state.server_run_id)
             try:
-                self._ensure_created(run_dir, state, result)
+                try:
+                    self._ensure_created(run_dir, state, result)
+                except NotFoundError:
+                    if state.server_run_id is not None:
+                        raise
+                    # The run's experiment is gone (a new database): found again by
+                    # name, once; the refused create made no run, so none is looked up.
+                    self.forget_experiment(state.server_experiment_id)
+                    self.forget_experiment(self.spool.server_experiment(run_dir.parent.name))
+                    state.server_experiment_id = None
+                    state.create_sent, state.create_settles_at = False, None
+                    state.save(run_dir)
+                    self._ensure_created(run_dir, state, result)
                 self._ship_records(run_dir, state, result)
                 self._ship_artifacts(run_dir, state, result)
             except MltrailError as exc:
@@ -252,7 +269,7 @@ class Shipper:
         """
         if state.server_run_id is not None:
             return
-        experiment_id = state.server_experiment_id or self.resolve_experiment(run_dir.parent)
+        experiment_id = self.resolve_experiment(run_dir.parent, state.server_experiment_id)
         create = state.create or _create_info_from_summary(run_dir)
         client_id = state.client_run_id
         runs = []
@@ -354,17 +371,78 @@ class Shipper:
                 lock.release()
         return state.server_run_id or value
 
-    def resolve_experiment(self, exp_dir: Path) -> str:
-        """The server id of a spool experiment: mapped, found by name, or created."""
+    # experiments ---------------------------------------------------------
+
+    def learn_experiment(self, server_id: str, name: str) -> None:
+        """Remember the name the server just gave for one of its experiment ids."""
+        with self._experiments_lock:
+            self._experiment_names[server_id] = name
+
+    def experiment_name(self, server_id: str) -> str | None:
+        """The name the server gave this process for an experiment id, if it did."""
+        return self._experiment_names.get(server_id)
+
+    def forget_experiment(self, server_id: str | None) -> None:
+        """The server said this experiment does not exist: check it again before use."""
+        if server_id is not None:
+            with self._experiments_lock:
+                self._experiment_names.pop(server_id, None)
+
+    def resolve_experiment(self, exp_dir: Path, hint: str | None = None) -> str:
+        """The server id of a spool experiment: `hint` (a run's own) or the spool's
+        mapping if it still names this experiment, else found by name or created.
+
+        The one place that decides whether a mapping is still true. A mapping outlives
+        the server's database (``rm mlflow.db``, a server restarted on a fresh one),
+        where the id may be missing or name another experiment. So an id is used only
+        once the server gave this process the spool experiment's name for it: one
+        `experiments/get` per experiment per process (or `mltrail sync`), not per run.
+        Otherwise the experiment is found by name (or created) and the mapping replaced.
+        """
         spool_id = exp_dir.name
-        mapped = self.spool.server_experiment(spool_id)
-        if mapped is not None:
-            return mapped
         name = json.loads((exp_dir / "meta.json").read_text())["name"]
-        server_id = self.experiment_id_by_name(name, create=True)
-        assert server_id is not None
-        self.spool.map_experiment(spool_id, server_id)
+        with self._experiments_lock:
+            mapped = self.spool.server_experiment(spool_id)
+            for candidate in dict.fromkeys(c for c in (hint, mapped) if c):
+                if self._names_experiment(candidate, name):
+                    if candidate != mapped:
+                        self.spool.map_experiment(spool_id, candidate)
+                    return candidate
+                if name == placeholder_experiment_name(candidate):
+                    # Named only by that id, which the server does not have: no name
+                    # to look for, and none to create.
+                    raise NotFoundError(
+                        f"No experiment with id {candidate!r} on {self.http.base_url}",
+                        resource_id=candidate,
+                    )
+            server_id = self.experiment_id_by_name(name, create=True)
+            assert server_id is not None
+            self._experiment_names[server_id] = name
+            self.spool.map_experiment(spool_id, server_id)
+        if mapped is not None and mapped != server_id:
+            notices.warn(
+                f"mltrail: experiment id {mapped} on {self.http.base_url} is no longer "
+                f"experiment {name!r} (a new database?); its runs go to experiment "
+                f"{server_id} there"
+            )
         return server_id
+
+    def _names_experiment(self, server_id: str, name: str) -> bool:
+        """Whether server experiment `server_id` is called `name` (asked once a process).
+
+        A spool experiment named only by an id (`placeholder_experiment_name`: the server
+        could not be asked its name) holds while that id exists.
+        """
+        known = self._experiment_names.get(server_id)
+        if known is None:
+            try:
+                answer = self._call(
+                    "GET", "experiments/get", {"experiment_id": server_id}, retries=self.retries
+                )
+            except (NotFoundError, InvalidParameterError):
+                return False
+            known = self._experiment_names[server_id] = str(answer["experiment"]["name"])
+        return known == name or name == placeholder_experiment_name(server_id)
 
     def experiment_id_by_name(self, name: str, *, create: bool) -> str | None:
         for _ in range(2):

@@ -54,6 +54,12 @@ CLIENT_MODEL_ID_TAG = "mltrail.clientModelId"  # a LoggedModel's id in the spool
 REFUSED = "refused.jsonl"  # records the server refused, set aside (see Shipper._set_aside)
 
 
+def placeholder_experiment_name(server_experiment_id: str) -> str:
+    """The name of a spool experiment mirroring a server experiment whose name could not
+    be asked: it stands for that id."""
+    return f"server-experiment-{server_experiment_id}"
+
+
 def folder_name(server_url: str) -> str:
     """A folder name for a server: scheme, host, port and path, nothing secret."""
     parsed = urlparse(server_url)
@@ -339,15 +345,20 @@ class Spool:
         return self.experiment_map().get(spool_experiment_id)
 
     def map_experiment(self, spool_experiment_id: str, server_experiment_id: str) -> None:
-        """Remember that a spool experiment is this server experiment.
+        """Remember that a spool experiment is this server experiment, and no other one.
 
         Two processes updating the map at once may lose one entry; it is then
         looked up by name again, so nothing depends on the map being complete.
+        A server id was another spool experiment's only while the server had another
+        database (`Shipper.resolve_experiment` checks): that stale entry is dropped.
         """
         with self._map_lock:
             current = self.experiment_map()
-            if current.get(spool_experiment_id) == server_experiment_id:
+            stale = [k for k, v in current.items() if v == server_experiment_id]
+            if stale == [spool_experiment_id]:
                 return
+            for key in stale:
+                del current[key]
             current[spool_experiment_id] = server_experiment_id
             self.ensure_folder()
             _write_json_atomic(self.folder / EXPERIMENT_MAP, current)

@@ -77,7 +77,14 @@ from .http import HttpSession, RemoteSettings, is_transient, request_sent
 from .ids import RunIds, RunRef
 from .sender import Sender
 from .shipper import Shipper
-from .spool import CLIENT_RUN_ID_TAG, RunLock, ShipState, Spool, pending
+from .spool import (
+    CLIENT_RUN_ID_TAG,
+    RunLock,
+    ShipState,
+    Spool,
+    pending,
+    placeholder_experiment_name,
+)
 from .wire import metric_value, parse_experiment, parse_logged_model, parse_run, tag_list
 
 T = TypeVar("T")
@@ -130,7 +137,8 @@ class RestStore:
         self.spool = Spool(self.settings.spool_dir, self.uri)
         self._lock = threading.RLock()
         self.ids = RunIds(self.spool)
-        self._experiment_names: dict[str, str] = {}  # server experiment id -> name
+        # server experiment id -> spool experiment, for the mapped ids handed out here
+        self._handed_out: dict[str, str] = {}
         self._last_flush: tuple[float, bool] | None = None
         self._exit_reported = False
         self._stalled = 0  # foreground requests past their budget, still unanswered
@@ -246,14 +254,30 @@ class RestStore:
 
     def _public_experiment_id(self, spool_id: str) -> str:
         mapped = self.spool.server_experiment(spool_id)
-        return mapped if mapped is not None else f"{LOCAL_EXPERIMENT_PREFIX}{spool_id}"
+        if mapped is None:
+            return f"{LOCAL_EXPERIMENT_PREFIX}{spool_id}"
+        # A run later created with this id belongs to this spool experiment, even once
+        # the sender finds the mapping stale and replaces it.
+        self._handed_out[mapped] = spool_id
+        return mapped
 
     def _spool_experiment(self, server_experiment_id: str, name: str | None = None) -> str:
-        """The spool experiment mirroring a server experiment, created on first use."""
-        found = self.spool.spool_experiment_for(server_experiment_id)
-        if found is not None:
-            return found
-        name = name or self._experiment_names.get(server_experiment_id)
+        """The spool experiment mirroring a server experiment, created on first use.
+
+        A mapping to this id found in the spool is taken unless the server gave this
+        process another name for the id (the mapping is from an older database); the
+        sender checks the id before it creates a run (`Shipper.resolve_experiment`).
+        """
+        shipper = self.sender.shipper
+        name = name or shipper.experiment_name(server_experiment_id)
+        for found in (
+            self._handed_out.get(server_experiment_id),
+            self.spool.spool_experiment_for(server_experiment_id),
+        ):
+            if found is not None and (
+                name is None or self.spool.store.get_experiment(found).name == name
+            ):
+                return found
         if name is None and self._may_ask():
             try:
                 answer = self.http.call(
@@ -264,10 +288,11 @@ class RestStore:
                     retries=0,
                 )
                 name = str(answer["experiment"]["name"])
+                shipper.learn_experiment(server_experiment_id, name)
             except RemoteError:
                 pass  # only the spool folder's name depends on it
         if name is None:
-            name = f"server-experiment-{server_experiment_id}"
+            name = placeholder_experiment_name(server_experiment_id)
         self.spool.ensure_folder()
         store = self.spool.store
         existing = store.get_experiment_by_name(name)
@@ -284,7 +309,7 @@ class RestStore:
         return spool_id
 
     def _learn(self, experiment: Experiment) -> Experiment:
-        self._experiment_names[experiment.experiment_id] = experiment.name
+        self.sender.shipper.learn_experiment(experiment.experiment_id, experiment.name)
         return experiment
 
     def _spool_to_public(self, experiment: Experiment) -> Experiment:
@@ -339,7 +364,7 @@ class RestStore:
             spool_id = self.spool.store.create_experiment(name, artifact_location, tags)
             return f"{LOCAL_EXPERIMENT_PREFIX}{spool_id}"
         experiment_id = str(answer["experiment_id"])
-        self._experiment_names[experiment_id] = name
+        self.sender.shipper.learn_experiment(experiment_id, name)
         return experiment_id
 
     def resolve_experiment(self, name: str) -> Experiment:
@@ -544,6 +569,11 @@ class RestStore:
         settles_at: float | None = None
         asked = not defer and server_exp is not None and self._may_ask()
         if asked:
+            assert server_exp is not None
+            checked = self._checked_experiment(spool_exp, server_exp)
+            server_exp = checked or server_exp
+            asked = checked is not None
+        if asked:
             payload = {
                 "experiment_id": server_exp,
                 "user_id": user_id,
@@ -565,10 +595,15 @@ class RestStore:
                     answer = in_flight.result()
                     self.sender.mark_up()
                 except NotFoundError:
-                    raise NotFoundError(
-                        f"No experiment with id {experiment_id!r} on {self.uri}",
-                        resource_id=experiment_id,
-                    ) from None
+                    if self._named_by_id(spool_exp, server_exp):
+                        raise NotFoundError(
+                            f"No experiment with id {experiment_id!r} on {self.uri}",
+                            resource_id=experiment_id,
+                        ) from None
+                    # The server lost the experiment since it was checked (a new
+                    # database): no run was made; the sender finds it again by name.
+                    self.sender.shipper.forget_experiment(server_exp)
+                    asked = False
                 except RemoteError as exc:
                     if not is_transient(exc):
                         raise
@@ -591,7 +626,9 @@ class RestStore:
         state = ShipState(
             client_run_id=spool_id,
             server_run_id=spool_id if server_run is not None else None,
-            server_experiment_id=server_exp,
+            server_experiment_id=(
+                server_run.info.experiment_id if server_run is not None else server_exp
+            ),
             create_sent=asked,
             create_settles_at=settles_at if asked and server_run is None else None,
             create={
@@ -613,6 +650,40 @@ class RestStore:
             self.sender.notify(spool_id, run_dir)  # to be created on the server
         return self._spool_run_public(run, ref)
 
+    def _checked_experiment(self, spool_exp: str, server_exp: str) -> str | None:
+        """The server id for a run's foreground create: `server_exp` once the server gave
+        this process the spool experiment's name for it, else checked (found again by
+        name if stale: `Shipper.resolve_experiment`) within the start budget; None
+        when that did not answer in time (the sender creates the run later).
+        """
+        shipper = self.sender.shipper
+        name = self.spool.store.get_experiment(spool_exp).name
+        if name in (shipper.experiment_name(server_exp), placeholder_experiment_name(server_exp)):
+            return server_exp  # confirmed, or known only by this id (the create tells)
+        check: ForegroundCall[str] = ForegroundCall(
+            lambda: shipper.resolve_experiment(self.spool.folder / spool_exp, server_exp),
+            name="mltrail-experiment",
+        ).start()
+        if not check.wait(self.settings.create_timeout):
+            self._stall(check)
+            return None
+        try:
+            return check.result()
+        except NotFoundError:
+            raise NotFoundError(
+                f"No experiment with id {server_exp!r} on {self.uri}", resource_id=server_exp
+            ) from None
+        except RemoteError as exc:
+            if not is_transient(exc):
+                raise
+            self.sender.mark_down(exc)
+            return None
+
+    def _named_by_id(self, spool_exp: str, server_exp: str) -> bool:
+        """Whether the spool experiment stands for an id whose name was never learned."""
+        name = self.spool.store.get_experiment(spool_exp).name
+        return name == placeholder_experiment_name(server_exp)
+
     def _create_landed(
         self, call: ForegroundCall[dict[str, Any]], spool_id: str, run_dir: Path
     ) -> None:
@@ -628,6 +699,7 @@ class RestStore:
                     state = ShipState.load(run_dir)
                     if state.server_run_id is None:
                         state.server_run_id = info["run_id"]
+                        state.server_experiment_id = info.get("experiment_id")
                         state.artifact_uri = info.get("artifact_uri")
                         state.save(run_dir)
                 finally:
