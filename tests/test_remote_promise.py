@@ -840,20 +840,26 @@ with mltrail.start_run(run_name="r0"):
 """
 
 
-def _start_exit_waiter(
-    url: str, experiment: str, spool: Path, flush_timeout: str
-) -> subprocess.Popen[str]:
+def _trainer_env(spool: Path, flush_timeout: str, **extra: str) -> dict[str, str]:
+    """A training subprocess's environment: its own spool, a short backoff, not strict."""
     env = {
         **os.environ,
         "MLTRAIL_SPOOL_DIR": str(spool),
         "MLTRAIL_FLUSH_TIMEOUT": flush_timeout,
         "MLTRAIL_HTTP_BACKOFF": "0.05",
         "MLTRAIL_HTTP_BACKOFF_MAX": "0.5",
+        **extra,
     }
     env.pop("MLTRAIL_STRICT", None)
+    return env
+
+
+def _start_exit_waiter(
+    url: str, experiment: str, spool: Path, flush_timeout: str
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", _exit_waiter(url, experiment)],
-        env=env,
+        env=_trainer_env(spool, flush_timeout),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -982,19 +988,10 @@ if __name__ == "__main__":
 def _run_forking_trainer(
     url: str, experiment: str, spool: Path, flush_timeout: str
 ) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "MLTRAIL_SPOOL_DIR": str(spool),
-        "MLTRAIL_FLUSH_TIMEOUT": flush_timeout,
-        "MLTRAIL_CREATE_TIMEOUT": "1",
-        "MLTRAIL_HTTP_BACKOFF": "0.05",
-        "MLTRAIL_HTTP_BACKOFF_MAX": "0.5",
-        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
-    }
-    env.pop("MLTRAIL_STRICT", None)
     return subprocess.run(
         [sys.executable, "-c", _forking_trainer(url, experiment)],
-        env=env,
+        env=_trainer_env(spool, flush_timeout, MLTRAIL_CREATE_TIMEOUT="1",
+                         MLFLOW_HTTP_REQUEST_MAX_RETRIES="0"),
         capture_output=True,
         text=True,
         timeout=240,  # a safety net for a hung test, not a measurement
