@@ -126,6 +126,13 @@ class RemoteSettings:
         ceiling = min(self.backoff_max, self.backoff * (2**attempt))
         return random.uniform(ceiling / 2, ceiling)
 
+    def retry_delay(self, attempt: int, exc: BaseException | None) -> float:
+        """Delay before retry number `attempt` after `exc`: the backoff, or longer when
+        the server asked for a longer wait with Retry-After."""
+        delay = self.backoff_delay(attempt)
+        wanted = retry_after(exc) if exc is not None else None
+        return delay if wanted is None else max(delay, self.retry_after_delay(wanted))
+
 
 def public_url(uri: str) -> str:
     """`uri` without user info, query or trailing slash: safe to print and to store."""
@@ -386,11 +393,7 @@ class HttpSession:
                 error = self.translate(response, what)
             if not is_transient(error) or attempt == attempts - 1:
                 raise error
-            delay = settings.backoff_delay(attempt)
-            wanted = retry_after(error)
-            if wanted is not None:
-                delay = max(delay, settings.retry_after_delay(wanted))
-            time.sleep(delay)
+            time.sleep(settings.retry_delay(attempt, error))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _transport_error(self, what: str, exc: requests.RequestException) -> RemoteError:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ...entities import ModelVersion, PagedList, RegisteredModel
 from ...exceptions import InvalidParameterError, MltrailError, NotFoundError
-from .http import HttpSession, is_transient, request_sent, retry_after
+from .http import HttpSession, is_transient, request_sent
 from .store import RestStore
 
 # A version's id on the client, so a create whose answer was lost can be found again.
@@ -215,11 +215,7 @@ class RestRegistry:
                         return found
                 if attempt == attempts - 1:
                     raise
-                delay = settings.backoff_delay(attempt)
-                wanted = retry_after(exc)
-                if wanted is not None:
-                    delay = max(delay, settings.retry_after_delay(wanted))
-                time.sleep(delay)
+                time.sleep(settings.retry_delay(attempt, exc))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _find_version(self, client_id: str, settles_at: float) -> dict[str, Any] | None:

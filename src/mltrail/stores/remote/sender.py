@@ -23,7 +23,6 @@ from ...exceptions import (
 from .http import (
     RemoteSettings,
     is_transient,
-    retry_after,
 )
 from .shipper import SHIP_THREADS, Shipper, run_parallel
 
@@ -274,13 +273,10 @@ class Sender:
         self._last_error = None
 
     def _note_failure(self, exc: BaseException | None) -> None:
-        delay = self.settings.backoff_delay(self._failures)
+        delay = self.settings.retry_delay(self._failures, exc)
         self._failures += 1
         self._failure_count += 1
         if exc is not None:
-            wanted = retry_after(exc)
-            if wanted is not None:
-                delay = max(delay, self.settings.retry_after_delay(wanted))
             self._last_error = exc.message if isinstance(exc, MltrailError) else repr(exc)
             if isinstance(exc, StorageError):
                 if not self._warned_storage:
