@@ -126,6 +126,13 @@ class RemoteSettings:
         ceiling = min(self.backoff_max, self.backoff * (2**attempt))
         return random.uniform(ceiling / 2, ceiling)
 
+    def settle_time(self) -> float:
+        """How long after a request was sent the server may still act on it, answer or
+        not: the read timeout it was sent with, plus a second. A create that is not
+        idempotent, whose answer was lost, is only looked for and not found (so sent
+        anew) once this has passed."""
+        return self.timeout + 1.0
+
     def retry_delay(self, attempt: int, exc: BaseException | None) -> float:
         """Delay before retry number `attempt` after `exc`: the backoff, or longer when
         the server asked for a longer wait with Retry-After."""

@@ -198,7 +198,7 @@ class RestRegistry:
         settings = self.http.settings
         attempts = 1 + max(0, settings.retries)
         for attempt in range(attempts):
-            settles_at = time.monotonic() + settings.timeout + 1.0
+            settles_at = time.monotonic() + settings.settle_time()
             try:
                 answer = self.http.call("POST", "model-versions/create", payload, retries=0)
                 return answer["model_version"]

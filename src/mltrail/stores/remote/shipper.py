@@ -290,19 +290,12 @@ class Shipper:
         if runs:
             info = runs[0]["info"]
         else:
-            settles_at = state.create_settles_at
-            if state.create_sent and settles_at is not None and time.time() < settles_at:
-                raise CreateUnconfirmed(
-                    f"The tracking server at {self.http.base_url} has not shown run "
-                    f"{client_id} yet, whose creation request got no answer; it is looked "
-                    f"up again (for up to {settles_at - time.time():.0f} s) before it is "
-                    "created anew"
-                )
+            self._unsettled(f"run {client_id}", state.create_sent, state.create_settles_at)
             before = (state.create_sent, state.create_settles_at)
             # From here on, a lost answer means: look it up first, and trust a miss only
             # once the server has had the read timeout to act on this request.
             state.create_sent = True
-            state.create_settles_at = time.time() + self.http.settings.timeout + 1.0
+            state.create_settles_at = time.time() + self.http.settings.settle_time()
             state.save(run_dir)
             tags = {k: self._server_tag_value(v, run_dir) for k, v in
                     (create.get("tags") or {}).items()}
@@ -334,6 +327,16 @@ class Shipper:
         result.server_run_id = state.server_run_id
         if self.on_created is not None:
             self.on_created(state.client_run_id, state.server_run_id, state.artifact_uri)
+
+    def _unsettled(self, what: str, sent: bool, settles_at: float | None) -> None:
+        """Raise `CreateUnconfirmed` while a create of `what` whose answer was lost may
+        still land (its `settle_time` has not passed): a lookup's miss proves nothing yet."""
+        if sent and settles_at is not None and time.time() < settles_at:
+            raise CreateUnconfirmed(
+                f"The tracking server at {self.http.base_url} has not shown {what} yet, "
+                "whose creation request got no answer; it is looked up again (for up to "
+                f"{settles_at - time.time():.0f} s) before it is created anew"
+            )
 
     def _server_tag_value(self, value: Any, run_dir: Path) -> Any:
         """A tag value as the server must hold it: another run of this spool named by
@@ -788,17 +791,11 @@ class Shipper:
             if models:
                 self._learn_model(run_dir, state, entry, models[0]["info"])
                 return
-            settles_at = entry.get("create_settles_at")
-            if entry.get("create_sent") and settles_at is not None and time.time() < settles_at:
-                raise CreateUnconfirmed(
-                    f"The tracking server at {self.http.base_url} has not shown logged model "
-                    f"{model_id} yet, whose creation request got no answer; it is looked up "
-                    f"again (for up to {settles_at - time.time():.0f} s) before it is "
-                    "created anew"
-                )
+            self._unsettled(f"logged model {model_id}", bool(entry.get("create_sent")),
+                            entry.get("create_settles_at"))
         before = dict(entry)
         entry["create_sent"] = True
-        entry["create_settles_at"] = time.time() + self.http.settings.timeout + 1.0
+        entry["create_settles_at"] = time.time() + self.http.settings.settle_time()
         state.save(run_dir)
         params = [{"key": k, "value": v} for k, v in (record.get("p") or {}).items()]
         # The run's context tags (user, source, git), as MLflow 3 gives a model its

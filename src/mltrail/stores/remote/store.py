@@ -585,7 +585,7 @@ class RestStore:
             # waits only the start budget. A create that outlives the budget is never
             # abandoned and sent again (it may still land): the run stays held in the
             # sender until its answer or failure (see Shipper._ensure_created).
-            settles_at = time.time() + self.settings.timeout + 1.0
+            settles_at = time.time() + self.settings.settle_time()
             in_flight = ForegroundCall(
                 lambda: self.http.call("POST", "runs/create", payload, retries=0),
                 name="mltrail-create",
